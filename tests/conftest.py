@@ -1,0 +1,496 @@
+"""Shared fixtures and helpers for the starter's end-to-end tests.
+
+Everything here is real: projects are rendered with cookiecutter / ``kedro new``,
+``kedro run`` is a subprocess, and Dask clusters are real ``dask scheduler`` /
+``dask worker`` processes listening on 127.0.0.1. Every process a helper starts
+runs in its own process group, which is killed when the helper or fixture ends,
+whether the test passed or not.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from cookiecutter.main import cookiecutter
+from dask.utils import key_split
+from distributed import Client
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE_DIR = REPO_ROOT / "{{ cookiecutter.repo_name }}"
+TEMPLATE_PACKAGE_DIR = TEMPLATE_DIR / "src" / "{{ cookiecutter.python_package }}"
+
+PROJECT_NAME = "Dask Demo"
+REPO_NAME = "dask-demo"
+PACKAGE = "dask_demo"
+DASK_RUNNER = f"{PACKAGE}.runner.DaskRunner"
+
+# Upper bounds, in seconds. Generous for a loaded 2-core machine, but finite.
+RENDER_TIMEOUT = 120
+KEDRO_RUN_TIMEOUT = 300
+CLUSTER_START_TIMEOUT = 90
+TAIL = 6000  # characters of captured output quoted in assertion messages
+
+# Kedro writes dataset versions in folders named like 2024-01-31T12.34.56.789Z.
+_VERSION_DIR = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}\.\d{2}\.\d{2}\.\d{3}Z")
+
+
+# --------------------------------------------------------------------------- #
+# Small helpers
+# --------------------------------------------------------------------------- #
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def tail(text: str, size: int = TAIL) -> str:
+    return text if len(text) <= size else "...\n" + text[-size:]
+
+
+def base_env(project_dir: Path | None = None) -> dict[str, str]:
+    """Environment for subprocesses: telemetry off, wide un-coloured logs and,
+    given a project, ``<project>/src`` on ``PYTHONPATH``."""
+    env = dict(os.environ)
+    for name in ("PYTHONPATH", "PYTEST_ADDOPTS", "KEDRO_ENV", "KEDRO_LOGGING_CONFIG"):
+        env.pop(name, None)
+    env.update(
+        KEDRO_DISABLE_TELEMETRY="true",
+        DO_NOT_TRACK="1",
+        PYTHONUNBUFFERED="1",
+        PYTHONDONTWRITEBYTECODE="1",
+        COLUMNS="250",  # rich wraps log lines at the terminal width
+        NO_COLOR="1",
+        TERM="dumb",
+    )
+    if project_dir is not None:
+        env["PYTHONPATH"] = str(Path(project_dir) / "src")
+    return env
+
+
+def _kill_group(proc: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
+    """Signal the process group ``proc`` leads (started with a new session)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)
+
+
+def _stop(proc: subprocess.Popen, grace: float = 10) -> None:
+    """SIGTERM the process group, then SIGKILL whatever is left of it."""
+    if proc.poll() is None:
+        _kill_group(proc, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=grace)
+    # Children (nanny -> worker) may outlive the leader: kill the whole group.
+    _kill_group(proc, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=grace)
+
+
+@dataclass
+class Result:
+    args: list[str]
+    returncode: int
+    output: str  # stdout and stderr, interleaved
+    duration: float
+
+    def describe(self) -> str:
+        return (
+            f"$ {' '.join(self.args)}\n"
+            f"exit code {self.returncode} after {self.duration:.1f} s\n"
+            f"{tail(self.output)}"
+        )
+
+
+def run_cmd(
+    args: list[str],
+    cwd: Path,
+    *,
+    timeout: float,
+    env: dict[str, str] | None = None,
+    input: str | None = None,  # noqa: A002 - mirrors subprocess.run
+) -> Result:
+    """Run a command in its own process group, bounded by ``timeout``.
+
+    Returns the exit code and the combined output. On timeout, the whole process
+    group is killed and the test fails with the output collected so far. The
+    group is killed after a normal exit too, so nothing the command spawned (a
+    LocalCluster's workers, say) survives it.
+    """
+    start = time.monotonic()
+    proc = subprocess.Popen(
+        [str(a) for a in args],
+        cwd=cwd,
+        env=env if env is not None else base_env(),
+        stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+        start_new_session=True,
+    )
+    try:
+        output, _ = proc.communicate(input=input, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        try:
+            output, _ = proc.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            output = "<no output: pipe still held open>"
+        pytest.fail(
+            f"Timed out after {timeout} s: {' '.join(map(str, args))}\n{tail(output)}",
+            pytrace=False,
+        )
+    finally:
+        _kill_group(proc)
+    return Result(
+        [str(a) for a in args], proc.returncode, output, time.monotonic() - start
+    )
+
+
+def kedro(project_dir: Path, *args: str, timeout: float = KEDRO_RUN_TIMEOUT) -> Result:
+    """``python -m kedro <args>`` from ``project_dir``."""
+    return run_cmd(
+        [sys.executable, "-m", "kedro", *args],
+        cwd=project_dir,
+        timeout=timeout,
+        env=base_env(project_dir),
+    )
+
+
+def kedro_ok(
+    project_dir: Path, *args: str, timeout: float = KEDRO_RUN_TIMEOUT
+) -> Result:
+    result = kedro(project_dir, *args, timeout=timeout)
+    assert result.returncode == 0, result.describe()
+    return result
+
+
+def copy_project(project_dir: Path, dest_parent: Path) -> Path:
+    """Copy a project (keeping its folder name) into ``dest_parent``."""
+    dest = Path(dest_parent) / Path(project_dir).name
+    shutil.copytree(
+        project_dir,
+        dest,
+        ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache", ".ruff_cache"),
+    )
+    return dest
+
+
+def reset_data(project_dir: Path, pristine_dir: Path) -> None:
+    """Put ``data/`` back to what the freshly rendered project had."""
+    shutil.rmtree(project_dir / "data")
+    shutil.copytree(pristine_dir / "data", project_dir / "data")
+
+
+def data_files(project_dir: Path) -> dict[str, Path]:
+    """Every file under ``data/`` except ``.gitkeep``, keyed by a relative path in
+    which dataset version folders are replaced by ``<version>``."""
+    data = Path(project_dir) / "data"
+    files = {}
+    for path in sorted(data.rglob("*")):
+        if path.is_file() and path.name != ".gitkeep":
+            rel = _VERSION_DIR.sub("<version>", path.relative_to(data).as_posix())
+            files[rel] = path
+    return files
+
+
+def _is_parquet(rel: str) -> bool:
+    return any(part.endswith(".parquet") for part in rel.split("/"))
+
+
+def assert_same_outputs(expected_dir: Path, actual_dir: Path) -> dict[str, Path]:
+    """The two projects hold the same data files with the same contents: CSV and
+    other files byte for byte, Parquet files as equal DataFrames."""
+    expected, actual = data_files(expected_dir), data_files(actual_dir)
+    assert sorted(actual) == sorted(expected), "different sets of data files"
+    for rel, path in expected.items():
+        if _is_parquet(rel):
+            want, got = pd.read_parquet(path), pd.read_parquet(actual[rel])
+            assert got.equals(want), (
+                f"{rel} differs:\nexpected\n{want.head()}\ngot\n{got.head()}"
+            )
+        else:
+            assert actual[rel].read_bytes() == path.read_bytes(), f"{rel} differs"
+    return expected
+
+
+def assert_has_csv_and_parquet(files: dict[str, Path]) -> None:
+    assert files, "the run persisted no data file"
+    assert any(rel.endswith(".csv") for rel in files), sorted(files)
+    assert any(_is_parquet(rel) for rel in files), sorted(files)
+
+
+def pipeline_node_names(project_dir: Path, pipeline: str = "__default__") -> list[str]:
+    """Node names of a registered pipeline, read by bootstrapping the project in a
+    subprocess (so the test process never imports the project package)."""
+    script = (
+        "import json, pathlib\n"
+        "from kedro.framework.startup import bootstrap_project\n"
+        "bootstrap_project(pathlib.Path.cwd())\n"
+        "from kedro.framework.project import pipelines\n"
+        f"names = sorted(n.name for n in pipelines[{pipeline!r}].nodes)\n"
+        "print('NODE_NAMES=' + json.dumps(names))\n"
+    )
+    result = run_cmd(
+        [sys.executable, "-c", script],
+        cwd=project_dir,
+        timeout=120,
+        env=base_env(project_dir),
+    )
+    assert result.returncode == 0, result.describe()
+    for line in result.output.splitlines():
+        if line.startswith("NODE_NAMES="):
+            names = json.loads(line.removeprefix("NODE_NAMES="))
+            assert names, "the pipeline has no node"
+            return names
+    raise AssertionError(f"no node names printed\n{result.describe()}")
+
+
+def render_with_cookiecutter(output_dir: Path, **extra_context: str) -> Path:
+    """Render the starter with the cookiecutter Python API."""
+    return Path(
+        cookiecutter(
+            str(REPO_ROOT),
+            no_input=True,
+            extra_context=extra_context,
+            output_dir=str(output_dir),
+        )
+    )
+
+
+# --------------------------------------------------------------------------- #
+# Real Dask clusters
+# --------------------------------------------------------------------------- #
+@dataclass
+class DaskCluster:
+    address: str
+    scheduler: subprocess.Popen
+    workers: list[subprocess.Popen]
+    worker_names: list[str]
+    logs: dict[str, Path] = field(default_factory=dict)
+
+    def log_tails(self, size: int = 3000) -> str:
+        parts = []
+        for name, path in self.logs.items():
+            text = path.read_text(errors="replace") if path.exists() else ""
+            header = f"----- {name} (exit code {self._exit(name)}) -----"
+            parts.append(f"{header}\n{tail(text, size)}")
+        return "\n".join(parts)
+
+    def _exit(self, name: str) -> int | None:
+        procs = {"scheduler": self.scheduler}
+        procs.update(zip(self.worker_names, self.workers, strict=True))
+        proc = procs.get(name)
+        return proc.poll() if proc else None
+
+
+def _wait_for_port(port: int, proc: subprocess.Popen, deadline: float) -> bool:
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        with contextlib.suppress(OSError):
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return True
+        time.sleep(0.2)
+    return False
+
+
+@contextlib.contextmanager
+def dask_cluster(
+    project_dir: Path, n_workers: int = 2, timeout: float = CLUSTER_START_TIMEOUT
+) -> Iterator[DaskCluster]:
+    """A real scheduler and ``n_workers`` single-threaded workers on 127.0.0.1.
+
+    The scheduler runs from an empty directory with a plain environment; the
+    workers run from ``project_dir`` (so relative data paths resolve) with its
+    ``src`` on ``PYTHONPATH``. Yields once every worker is registered; kills every
+    process group it started on exit.
+    """
+    workdir = Path(tempfile.mkdtemp(prefix="dask-cluster-"))
+    port, dashboard = free_port(), free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    names = [f"w{i}" for i in range(1, n_workers + 1)]
+    logs = {"scheduler": workdir / "scheduler.log"}
+    logs.update({name: workdir / f"{name}.log" for name in names})
+    procs: list[subprocess.Popen] = []
+    handles = []
+
+    def spawn(args: list[str], log: Path, cwd: Path, env: dict) -> subprocess.Popen:
+        handle = log.open("w")
+        handles.append(handle)
+        proc = subprocess.Popen(
+            args,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        procs.append(proc)
+        return proc
+
+    cluster = None
+    try:
+        scheduler_env = base_env()
+        scheduler = spawn(
+            [
+                sys.executable,
+                "-m",
+                "dask",
+                "scheduler",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--dashboard-address",
+                f"127.0.0.1:{dashboard}",
+                "--idle-timeout",
+                "1800",  # safety net should teardown be skipped
+            ],
+            logs["scheduler"],
+            workdir,
+            scheduler_env,
+        )
+        cluster = DaskCluster(address, scheduler, [], names, logs)
+        deadline = time.monotonic() + timeout
+        if not _wait_for_port(port, scheduler, deadline):
+            raise AssertionError(
+                f"the Dask scheduler did not listen on {address} within {timeout} s\n"
+                + cluster.log_tails()
+            )
+        scratch = workdir / "scratch"
+        for name in names:
+            cluster.workers.append(
+                spawn(
+                    [
+                        sys.executable,
+                        "-m",
+                        "dask",
+                        "worker",
+                        address,
+                        "--nthreads",
+                        "1",
+                        "--name",
+                        name,
+                        "--host",
+                        "127.0.0.1",
+                        "--dashboard-address",
+                        "127.0.0.1:0",
+                        "--local-directory",
+                        str(scratch),
+                        "--death-timeout",
+                        "120",  # exit if the scheduler is gone
+                    ],
+                    logs[name],
+                    Path(project_dir),
+                    base_env(project_dir),
+                )
+            )
+        try:
+            with Client(address, timeout=10) as client:
+                remaining = max(5.0, deadline - time.monotonic())
+                client.wait_for_workers(n_workers, timeout=remaining)
+                info = client.scheduler_info(n_workers=-1)
+                registered = sorted(w["name"] for w in info["workers"].values())
+        except Exception as exc:
+            raise AssertionError(
+                f"{n_workers} Dask workers did not register with {address}: {exc!r}\n"
+                + cluster.log_tails()
+            ) from exc
+        assert registered == names, f"{registered} != {names}\n{cluster.log_tails()}"
+        yield cluster
+    finally:
+        for proc in reversed(procs):
+            _stop(proc)
+        for handle in handles:
+            handle.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+# A function shipped to the workers with ``Client.run``. It is compiled in a module
+# namespace that does not exist on the workers, so cloudpickle sends it by value.
+_PROBE_SOURCE = '''
+def executed_keys(dask_worker):
+    """Keys of the tasks this worker executed (transition executing -> done)."""
+    keys = []
+    for entry in list(dask_worker.state.log):
+        if len(entry) >= 3 and entry[1] == "executing" and entry[2] != "error":
+            keys.append(entry[0] if isinstance(entry[0], str) else repr(entry[0]))
+    return {"name": dask_worker.name, "keys": keys}
+'''
+_probe_namespace: dict = {"__name__": "_starter_tests_dask_probe"}
+exec(compile(_PROBE_SOURCE, "<dask-probe>", "exec"), _probe_namespace)  # noqa: S102
+executed_keys_probe = _probe_namespace["executed_keys"]
+
+
+def executed_keys_by_worker(address: str) -> dict[str, list[str]]:
+    """Worker name -> keys of every task that worker has executed so far."""
+    with Client(address, timeout=10) as client:
+        replies = client.run(executed_keys_probe)
+    return {reply["name"]: reply["keys"] for reply in replies.values()}
+
+
+def node_of_key(key: str, node_names: list[str]) -> str | None:
+    """The node a task key belongs to, or None for other keys.
+
+    Task keys are ``<node name>-<uuid hex>``; ``dask.utils.key_split`` gives the
+    node name back, dots of namespaced names included. Normalisation, should a
+    node name itself contain ``-<word with digits>`` that key_split cuts: fall back
+    to the longest node name ``n`` such that the key starts with ``n + "-"``.
+    """
+    split = key_split(key)
+    if split in node_names:
+        return split
+    matches = [n for n in node_names if key.startswith(f"{n}-")]
+    return max(matches, key=len) if matches else None
+
+
+# --------------------------------------------------------------------------- #
+# Fixtures
+# --------------------------------------------------------------------------- #
+@pytest.fixture(scope="session")
+def rendered_project(tmp_path_factory) -> Path:
+    """The starter rendered once, as "Dask Demo". Tests must not write into it:
+    copy it with ``copy_project`` first."""
+    project = render_with_cookiecutter(
+        tmp_path_factory.mktemp("rendered"), project_name=PROJECT_NAME
+    )
+    assert project.name == REPO_NAME
+    return project
+
+
+@pytest.fixture(scope="session")
+def node_names(rendered_project) -> list[str]:
+    return pipeline_node_names(rendered_project)
+
+
+@pytest.fixture(scope="session")
+def sequential_project(rendered_project, tmp_path_factory) -> Path:
+    """A copy of the project after one ``kedro run`` with the SequentialRunner:
+    the reference outputs."""
+    project = copy_project(rendered_project, tmp_path_factory.mktemp("sequential"))
+    kedro_ok(project, "run")
+    assert_has_csv_and_parquet(data_files(project))
+    return project
+
+
+@pytest.fixture
+def fresh_project(rendered_project, tmp_path) -> Path:
+    """A private copy of the rendered project, data untouched."""
+    return copy_project(rendered_project, tmp_path)

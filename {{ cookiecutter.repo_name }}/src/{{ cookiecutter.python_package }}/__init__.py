@@ -1,0 +1,6 @@
+"""{{ cookiecutter.project_name }}
+
+A Kedro project that can run its pipelines on Dask.
+"""
+
+__version__ = "0.1"

@@ -1,0 +1,147 @@
+"""Command line tools of this project.
+
+Overrides ``kedro run`` so that a ``DaskRunner`` gets the ``dask_client``
+parameters of the run environment (``conf/<env>/parameters.yml``), e.g.
+``kedro run --env dask --runner <package>.runner.DaskRunner``. Every other
+option of Kedro's own ``kedro run`` works unchanged: this command reuses its
+click parameters.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import click
+from kedro import KedroDeprecationWarning
+from kedro.framework.cli.project import _resolve_runner_kwargs
+from kedro.framework.cli.project import run as kedro_run
+from kedro.framework.cli.utils import CONTEXT_SETTINGS, KedroCliError
+from kedro.framework.project import settings
+from kedro.framework.session import KedroSession
+from kedro.utils import load_obj
+
+from .runner import DaskClusterError, DaskRunner
+
+if TYPE_CHECKING:
+    from kedro.framework.context import KedroContext
+    from kedro.runner import AbstractRunner
+
+DASK_CLIENT_PARAMS = "dask_client"
+"""The parameters key holding ``DaskRunner``'s ``client_args``."""
+
+
+@click.group(context_settings=CONTEXT_SETTINGS, name=__file__)
+def cli() -> None:
+    """Command line tools for manipulating a Kedro project."""
+
+
+@cli.command(params=kedro_run.params, help=kedro_run.help)
+def run(  # noqa: PLR0913
+    tags: tuple[str, ...],
+    env: str | None,
+    runner: str | None,
+    is_async: bool,
+    runner_params: dict[str, Any],
+    node_names: tuple[str, ...],
+    to_nodes: list[str],
+    from_nodes: list[str],
+    from_inputs: list[str],
+    to_outputs: list[str],
+    load_versions: dict[str, str] | None,
+    pipeline: str | None,
+    pipelines: list[str],
+    config: str | None,
+    conf_source: str | None,
+    params: dict[str, Any],
+    namespaces: list[str],
+    only_missing_outputs: bool,
+    **unknown_options: Any,
+) -> dict[str, Any]:
+    """Run the pipeline."""
+    if pipeline and pipelines:
+        raise KedroCliError(
+            "Options '--pipeline' and '--pipelines' cannot be used together"
+        )
+    if pipeline:
+        warnings.warn(
+            "Option '--pipeline' is deprecated and will be removed in a future "
+            "release. Please use '--pipelines' instead.",
+            KedroDeprecationWarning,
+            stacklevel=1,
+        )
+    pipeline_names = [pipeline] if pipeline else sorted(set(pipelines))
+
+    create_kwargs: dict[str, Any] = {"env": env, "conf_source": conf_source}
+    run_kwargs: dict[str, Any] = {
+        "tags": tuple(tags),
+        "node_names": tuple(node_names),
+        "from_nodes": from_nodes,
+        "to_nodes": to_nodes,
+        "from_inputs": from_inputs,
+        "to_outputs": to_outputs,
+        "load_versions": load_versions,
+        "pipeline_names": pipeline_names,
+        "namespaces": namespaces,
+        "only_missing_outputs": only_missing_outputs,
+        **unknown_options,
+    }
+    # KedroSession takes runtime params when created; other session classes on run.
+    if issubclass(settings.SESSION_CLASS, KedroSession):
+        create_kwargs["runtime_params"] = params
+    else:
+        run_kwargs["runtime_params"] = params
+
+    with settings.SESSION_CLASS.create(**create_kwargs) as session:
+        run_kwargs["runner"] = _instantiate_runner(
+            runner, is_async, session.load_context(), runner_params
+        )
+        result: dict[str, Any] = session.run(**run_kwargs)
+    return result
+
+
+def _instantiate_runner(
+    runner: str | None,
+    is_async: bool,
+    project_context: KedroContext,
+    runner_params: Mapping[str, Any] | None = None,
+) -> AbstractRunner:
+    """Create the runner named on the command line.
+
+    A ``DaskRunner`` (or subclass) gets ``client_args`` from the environment's
+    ``dask_client`` parameters, updated by ``--runner-params client_args.<key>=...``
+    (the command line wins).
+
+    Raises:
+        KedroCliError: The runner cannot be loaded, its parameters do not fit it,
+            or ``dask_client`` is not a mapping.
+    """
+    try:
+        runner_class = load_obj(runner or "SequentialRunner", "kedro.runner")
+    except (AttributeError, ImportError, ValueError) as exc:
+        raise KedroCliError(f"Cannot load runner '{runner}': {exc}") from None
+    runner_kwargs = _resolve_runner_kwargs(is_async, dict(runner_params or {}))
+
+    if isinstance(runner_class, type) and issubclass(runner_class, DaskRunner):
+        from_conf = project_context.params.get(DASK_CLIENT_PARAMS) or {}
+        from_cli = runner_kwargs.get("client_args") or {}
+        for source, value in (
+            (f"'{DASK_CLIENT_PARAMS}' parameters", from_conf),
+            ("--runner-params client_args", from_cli),
+        ):
+            if not isinstance(value, Mapping):
+                raise KedroCliError(
+                    f"{source} must be a mapping of Dask client options, "
+                    f"got {type(value).__name__}: {value!r}"
+                )
+        runner_kwargs["client_args"] = {**from_conf, **from_cli}
+
+    try:
+        return runner_class(**runner_kwargs)
+    except DaskClusterError as exc:
+        raise KedroCliError(str(exc)) from None
+    except TypeError as exc:
+        raise KedroCliError(
+            f"--runner-params do not fit {runner_class.__name__}: {exc}"
+        ) from None

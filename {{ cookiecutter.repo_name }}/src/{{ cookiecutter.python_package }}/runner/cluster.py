@@ -1,0 +1,194 @@
+"""Where the Dask cluster of a run comes from.
+
+``DaskCluster`` turns the ``client_args`` a user gives ``DaskRunner`` (usually the
+``dask_client`` block of ``conf/<env>/parameters.yml``) into a connected
+``distributed.Client``, and closes whatever it opened when the run ends. It knows
+nothing about Kedro pipelines: submitting work is the runner's job.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import dask.config
+from distributed import Client, LocalCluster, Nanny
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CONNECT_TIMEOUT = 10
+"""Seconds to wait for a scheduler before giving up (``client_args.timeout``)."""
+
+DEFAULT_WORKER_WAIT = 60
+"""Seconds a run waits for its first worker (``client_args.worker_wait``)."""
+
+# Options that describe how to reach a scheduler, or how the client behaves.
+_CLIENT_OPTIONS = frozenset(
+    {
+        "address",
+        "scheduler_file",
+        "timeout",
+        "name",
+        "heartbeat_interval",
+        "direct_to_workers",
+        "connection_limit",
+    }
+)
+# Options of the runner itself, valid whichever way the cluster comes.
+_RUN_OPTIONS = frozenset({"worker_wait"})
+# Options that only make sense when the runner starts a LocalCluster: those of
+# LocalCluster itself and those it forwards to each worker's Nanny.
+_LOCAL_CLUSTER_OPTIONS = (
+    frozenset(inspect.signature(LocalCluster).parameters)
+    | frozenset(inspect.signature(Nanny).parameters)
+) - {"self", "kwargs", "worker_kwargs", "loop", "asynchronous", "start"} - (
+    _CLIENT_OPTIONS - {"name"}
+)
+_LOCALHOST = "127.0.0.1"
+
+
+class DaskClusterError(RuntimeError):
+    """The cluster described by ``client_args`` cannot be used."""
+
+
+def validate_client_args(client_args: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Check ``client_args`` before anything is started, naming the offending key.
+
+    Raises:
+        DaskClusterError: ``client_args`` is not a mapping, has an unknown key, or
+            mixes a scheduler ``address`` with options only a LocalCluster takes.
+    """
+    if client_args is None:
+        return {}
+    if not isinstance(client_args, Mapping):
+        raise DaskClusterError(
+            f"dask_client must be a mapping of options, got "
+            f"{type(client_args).__name__}: {client_args!r}"
+        )
+    args = dict(client_args)
+    known = _CLIENT_OPTIONS | _RUN_OPTIONS | _LOCAL_CLUSTER_OPTIONS
+    for key in args:
+        if key not in known:
+            raise DaskClusterError(
+                f"Unknown dask_client option '{key}'. Use 'address' to connect to a "
+                f"scheduler, or LocalCluster options such as 'n_workers', "
+                f"'threads_per_worker', 'processes', 'memory_limit'."
+            )
+    remote = [key for key in ("address", "scheduler_file") if args.get(key)]
+    if remote:
+        local_only = sorted(set(args) & (_LOCAL_CLUSTER_OPTIONS - {"name"}))
+        if local_only:
+            raise DaskClusterError(
+                f"dask_client option '{local_only[0]}' configures a LocalCluster "
+                f"and cannot be combined with '{remote[0]}'; remove one of them."
+            )
+    return args
+
+
+class DaskCluster:
+    """Provides the ``distributed.Client`` of one run and owns what it opened.
+
+    Where the cluster comes from, in order:
+
+    1. ``address`` (or ``scheduler_file``) in ``client_args``: connect to that
+       scheduler.
+    2. LocalCluster options (``n_workers``, ``threads_per_worker``, ``processes``,
+       ``memory_limit``, ...): start a LocalCluster with them.
+    3. Nothing: reuse the process's current ``distributed.Client`` (left open), else
+       the ``scheduler-address`` of the Dask config (``DASK_SCHEDULER_ADDRESS``),
+       else start a LocalCluster.
+
+    A LocalCluster the runner starts listens on 127.0.0.1 only, dashboard included,
+    unless ``host``/``dashboard_address`` say otherwise. The client and cluster
+    opened by ``connect`` are closed when its block ends, whether the run
+    succeeded or failed.
+    """
+
+    def __init__(self, client_args: Mapping[str, Any] | None = None):
+        self._args = validate_client_args(client_args)
+
+    @property
+    def worker_wait(self) -> float:
+        """Seconds to wait for at least one worker before failing the run."""
+        return float(self._args.get("worker_wait", DEFAULT_WORKER_WAIT))
+
+    @contextmanager
+    def connect(self) -> Iterator[Client]:
+        """Yield a connected client; close what was opened here on exit."""
+        args = {k: v for k, v in self._args.items() if k not in _RUN_OPTIONS}
+        if args.get("address") or args.get("scheduler_file"):
+            with self._connect(**args) as client:
+                yield client
+            return
+        if args.keys() - {"timeout", "name"}:
+            with self._local_cluster(**args) as client:
+                yield client
+            return
+
+        current = _current_client()
+        if current is not None:
+            logger.info("Using the current Dask client of this process: %s", current)
+            yield current
+            return
+        address = dask.config.get("scheduler-address", None)
+        if address:
+            with self._connect(address=address, **args) as client:
+                yield client
+            return
+        with self._local_cluster(**args) as client:
+            yield client
+
+    @staticmethod
+    @contextmanager
+    def _connect(**client_kwargs: Any) -> Iterator[Client]:
+        target = client_kwargs.get("address") or client_kwargs.get("scheduler_file")
+        client_kwargs.setdefault("timeout", DEFAULT_CONNECT_TIMEOUT)
+        try:
+            client = Client(set_as_default=False, **client_kwargs)
+        except (OSError, TimeoutError) as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise DaskClusterError(
+                f"Cannot connect to the Dask scheduler at {target} "
+                f"(timeout {client_kwargs['timeout']} s): {reason}"
+            ) from None
+        try:
+            logger.info(
+                "Connected to the Dask scheduler at %s; dashboard: %s",
+                client.scheduler.address,
+                client.dashboard_link,
+            )
+            yield client
+        finally:
+            client.close()
+
+    @staticmethod
+    @contextmanager
+    def _local_cluster(**options: Any) -> Iterator[Client]:
+        timeout = options.pop("timeout", DEFAULT_CONNECT_TIMEOUT)
+        options.setdefault("host", _LOCALHOST)
+        options.setdefault("dashboard_address", f"{_LOCALHOST}:8787")
+        cluster = LocalCluster(**options)
+        try:
+            client = Client(cluster, timeout=timeout, set_as_default=False)
+            try:
+                logger.info(
+                    "Started a Dask LocalCluster at %s; dashboard: %s",
+                    cluster.scheduler_address,
+                    client.dashboard_link,
+                )
+                yield client
+            finally:
+                client.close()
+        finally:
+            cluster.close()
+
+
+def _current_client() -> Client | None:
+    """The client this process already uses, if any (never creates one)."""
+    try:
+        return Client.current(allow_global=True)
+    except ValueError:
+        return None

@@ -1,0 +1,243 @@
+"""``DaskRunner`` is an ``AbstractRunner`` implementation. It runs a ``Pipeline``
+on a Dask distributed cluster, one Dask task per node.
+
+Three pieces do the work, each with one job:
+
+- ``DaskCluster`` (``cluster.py``): where the cluster comes from, and closing
+  what the runner opened;
+- ``PipelineGraph`` (``graph.py``): the pipeline translated into one Dask graph,
+  submitted at once;
+- ``NodeTask`` (``worker.py``): what runs on a worker for each node.
+
+The runner itself checks and submits the graph, follows it as nodes finish and
+keeps Kedro's runner contract on the driver: the same logging, ``release`` and
+``confirm`` calls on the catalog, the same resume hint on failure and the same
+return value as ``SequentialRunner``.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import Counter
+from itertools import chain
+from typing import TYPE_CHECKING, Any
+
+import cloudpickle
+from distributed import as_completed
+from kedro.runner import AbstractRunner
+
+from .cluster import DaskCluster, DaskClusterError
+from .graph import PipelineGraph
+from .worker import RunContext, picklable_node_hooks
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from distributed import Client, Future
+    from kedro.io import CatalogProtocol
+    from kedro.pipeline import Pipeline
+    from kedro.pipeline.node import Node
+    from pluggy import PluginManager
+
+logger = logging.getLogger(__name__)
+
+
+class DaskRunner(AbstractRunner):
+    """``DaskRunner`` is an ``AbstractRunner`` implementation that runs each node
+    of a pipeline as a task on a Dask distributed cluster.
+
+    In-memory datasets travel between nodes as Dask results, worker to worker,
+    and are freed once their last consumer has run; persisted datasets are loaded
+    and saved on the worker that runs the node. Node and dataset hooks run on the
+    worker; pipeline hooks run in the driver as usual.
+
+    Example:
+    ``` python
+    from my_project.runner import DaskRunner
+
+    DaskRunner().run(pipeline, catalog)  # an embedded LocalCluster
+    DaskRunner(client_args={"address": "tcp://127.0.0.1:8786"}).run(pipeline, catalog)
+    ```
+    """
+
+    def __init__(
+        self,
+        client_args: Mapping[str, Any] | None = None,
+        is_async: bool = False,
+    ):
+        """Instantiates the runner.
+
+        Args:
+            client_args: Where the cluster comes from: ``address`` of a running
+                scheduler, or LocalCluster options (``n_workers``,
+                ``threads_per_worker``, ``processes``, ``memory_limit``, ...).
+                Empty: the current ``distributed.Client``, else the Dask config's
+                ``scheduler-address``, else an embedded LocalCluster on 127.0.0.1.
+                ``timeout`` bounds connecting (default 10 s) and ``worker_wait``
+                the wait for a first worker (default 60 s).
+            is_async: If True, the node inputs and outputs are loaded and saved
+                asynchronously with threads on the worker. Defaults to False.
+
+        Raises:
+            DaskClusterError: ``client_args`` is invalid.
+        """
+        super().__init__(is_async=is_async)
+        self._cluster = DaskCluster(client_args)
+
+    def _get_executor(self, max_workers: int) -> None:
+        """Dask is the executor; there is no ``concurrent.futures`` pool."""
+        return None
+
+    def _run(
+        self,
+        pipeline: Pipeline,
+        catalog: CatalogProtocol,
+        hook_manager: PluginManager | None = None,
+        run_id: str | None = None,
+    ) -> None:
+        """Run ``pipeline`` on the cluster.
+
+        Args:
+            pipeline: The ``Pipeline`` to run.
+            catalog: An implemented instance of ``CatalogProtocol`` from which to
+                fetch data.
+            hook_manager: The ``PluginManager`` to activate hooks.
+            run_id: The id of the run.
+
+        Raises:
+            Exception: in case of any downstream node failure, the node's own
+                exception with its remote traceback.
+        """
+        # Everything that can fail on bad input fails here, before submitting.
+        graph = PipelineGraph(pipeline, catalog)
+        context = _run_context(hook_manager, run_id, self._is_async)
+        token = uuid.uuid4().hex
+        with self._cluster.connect() as client:
+            _wait_for_workers(client, self._cluster.worker_wait)
+            shipped = client.scatter(
+                {
+                    f"kedro-run-context-{token}": context,
+                    **{
+                        f"{name}-{token}": catalog.load(name)
+                        for name in graph.memory_inputs
+                    },
+                },
+                direct=True,
+                hash=False,
+            )
+            dask_graph = graph.to_dask(
+                token,
+                context_key=shipped[f"kedro-run-context-{token}"],
+                input_keys={
+                    name: shipped[f"{name}-{token}"] for name in graph.memory_inputs
+                },
+            )
+            del shipped  # the graph holds them from now on
+            outputs = self._follow(client, pipeline, catalog, dask_graph)
+
+        for name, value in outputs.items():
+            catalog.save(name, value)
+
+    def _follow(
+        self,
+        client: Client,
+        pipeline: Pipeline,
+        catalog: CatalogProtocol,
+        dask_graph: Any,
+    ) -> dict[str, Any]:
+        """Submit the graph, then do the driver's part as each node finishes.
+
+        Returns:
+            The free in-memory outputs of the pipeline.
+        """
+        nodes = pipeline.nodes
+        node_of = {key: node for node, key in dask_graph.node_keys.items()}
+        extra_output_keys = sorted(set(dask_graph.output_keys.values()) - node_of.keys())
+        keys = [dask_graph.node_keys[node] for node in nodes] + extra_output_keys
+        futures = client.get(dask_graph.graph, keys, sync=False)
+        kept = {f.key: f for f in futures if f.key in dask_graph.output_keys.values()}
+        pending = as_completed(futures[: len(nodes)], loop=client.loop)
+        del futures  # so each result is freed as soon as Dask no longer needs it
+
+        load_counts = Counter(chain.from_iterable(n.inputs for n in nodes))
+        done_nodes: set[Node] = set()
+        try:
+            for future in pending:
+                node = node_of[future.key]
+                if future.status == "error":
+                    self._fail(client, pending, kept, future, pipeline, done_nodes, catalog)
+                del future
+                done_nodes.add(node)
+                self._logger.info("Completed node: %s", node.name)
+                self._logger.info(
+                    "Completed %d out of %d tasks", len(done_nodes), len(nodes)
+                )
+                for name in node.confirms:
+                    catalog.confirm(name)
+                self._release_datasets(node, catalog, load_counts, pipeline)
+            return {
+                name: value
+                for name, value in zip(
+                    dask_graph.output_keys,
+                    client.gather([kept[k] for k in dask_graph.output_keys.values()]),
+                    strict=True,
+                )
+            }
+        except BaseException:
+            # Ctrl-C or a driver-side error: leave nothing of this run on the cluster.
+            client.cancel([*pending.futures, *kept.values()], force=True)
+            raise
+
+    def _fail(  # noqa: PLR0913
+        self,
+        client: Client,
+        pending: as_completed,
+        kept: dict[str, Future],
+        future: Future,
+        pipeline: Pipeline,
+        done_nodes: set[Node],
+        catalog: CatalogProtocol,
+    ) -> None:
+        """Stop the run on the first failed node and re-raise its exception."""
+        exception, traceback = future.exception(), future.traceback()
+        client.cancel([*pending.futures, *kept.values()], force=True)
+        self._suggest_resume_scenario(pipeline, done_nodes, catalog)
+        raise exception.with_traceback(traceback)
+
+
+def _run_context(
+    hook_manager: PluginManager | None, run_id: str | None, is_async: bool
+) -> RunContext:
+    """Pack what every node of the run needs, checking the hooks can be shipped."""
+    from kedro.framework.project import PACKAGE_NAME
+
+    plugins = []
+    for plugin in picklable_node_hooks(hook_manager):
+        try:
+            cloudpickle.dumps(plugin)
+        except Exception as exc:  # noqa: BLE001
+            logger.warning(
+                "Hook %r cannot be pickled, so it will not run on Dask workers: %s",
+                plugin,
+                exc,
+            )
+        else:
+            plugins.append(plugin)
+    return RunContext(
+        run_id=run_id,
+        is_async=is_async,
+        package_name=PACKAGE_NAME,
+        hook_plugins=cloudpickle.dumps(plugins),
+    )
+
+
+def _wait_for_workers(client: Client, timeout: float) -> None:
+    """Fail clearly, rather than hang, when the cluster has no worker."""
+    try:
+        client.wait_for_workers(1, timeout=timeout)
+    except TimeoutError:
+        raise DaskClusterError(
+            f"No Dask worker joined the scheduler at {client.scheduler.address} "
+            f"within {timeout:g} s (client_args.worker_wait)."
+        ) from None

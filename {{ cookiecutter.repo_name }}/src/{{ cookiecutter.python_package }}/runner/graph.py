@@ -1,0 +1,172 @@
+"""Translation of a Kedro pipeline into one Dask task graph.
+
+Every node becomes one task. An in-memory dataset (a ``MemoryDataset`` or a name
+the catalog does not declare) is the result of the task that produces it, so Dask
+moves it from worker to worker and frees it once its last consumer has run. A
+persisted dataset produced in the run is written by its producer on a worker and
+read by its consumers on theirs: the graph only orders them.
+
+Each task's callable and arguments are pickled here into bytes that only the
+worker unpickles. The scheduler, which deserialises every graph it receives,
+therefore never imports the project, Kedro or a dataset library: a plain
+``dask scheduler`` runs any project.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Mapping
+from dataclasses import dataclass
+from operator import getitem
+from typing import TYPE_CHECKING, Any
+
+import cloudpickle
+from dask.utils import apply
+from kedro.io import MemoryDataset
+
+from .worker import NodeTask
+
+if TYPE_CHECKING:
+    from kedro.io import CatalogProtocol
+    from kedro.pipeline import Pipeline
+    from kedro.pipeline.node import Node
+
+
+class UnpicklableError(TypeError):
+    """A node or dataset cannot be shipped to a Dask worker."""
+
+
+@dataclass(frozen=True)
+class DaskGraph:
+    """A Dask graph ready to submit, and the keys the driver follows.
+
+    Attributes:
+        graph: The task graph (a dict in Dask's graph format).
+        node_keys: The task key of each node.
+        output_keys: The key of each free in-memory output of the pipeline.
+    """
+
+    graph: dict[str, Any]
+    node_keys: dict[Node, str]
+    output_keys: dict[str, str]
+
+
+class PipelineGraph:
+    """Classifies a pipeline's datasets and pickles each node for the workers.
+
+    Building it needs no cluster and fails early, naming the node or dataset that
+    cannot be pickled, before anything is submitted.
+
+    Args:
+        pipeline: The pipeline to run.
+        catalog: The driver's catalog, already holding every dataset the
+            pipeline uses (``AbstractRunner.run`` materialises them).
+    """
+
+    def __init__(self, pipeline: Pipeline, catalog: CatalogProtocol):
+        self.pipeline = pipeline
+        self._memory = {
+            name
+            for name in pipeline.datasets()
+            if isinstance(catalog.get(name, fallback_to_runtime_pattern=True), MemoryDataset)
+        }
+        self.memory_inputs = sorted(pipeline.inputs() & self._memory)
+        """In-memory pipeline inputs, which the driver loads and ships to workers."""
+        self.free_outputs = sorted(pipeline.outputs() & self._memory)
+        """In-memory pipeline outputs, which come back into the driver's catalog."""
+        self._payloads = {
+            node: _pickle_node(self._node_task(node, catalog)) for node in pipeline.nodes
+        }
+
+    def is_memory(self, name: str) -> bool:
+        """Whether ``name`` travels between tasks as a Dask result."""
+        return name in self._memory
+
+    def _node_task(self, node: Node, catalog: CatalogProtocol) -> NodeTask:
+        names = [*node.inputs, *node.outputs]
+        persisted = [name for name in names if name not in self._memory]
+        specs = getattr(catalog, "validator_specs", {}) or {}
+        return NodeTask(
+            node=node,
+            datasets={name: catalog.get(name) for name in persisted},
+            memory_inputs=[
+                (name, getattr(catalog.get(name), "_copy_mode", None))
+                for name in _unique(node.inputs)
+                if name in self._memory
+            ],
+            memory_outputs=[name for name in node.outputs if name in self._memory],
+            validator_specs={n: specs[n] for n in persisted if n in specs},
+        )
+
+    def to_dask(
+        self, token: str, context_key: str, input_keys: Mapping[str, Any]
+    ) -> DaskGraph:
+        """Assemble the Dask graph of one run.
+
+        Args:
+            token: Unique per run; keeps task keys of concurrent runs apart.
+            context_key: Key (or future) of the run's ``RunContext``.
+            input_keys: Key (or future) of each in-memory pipeline input.
+        """
+        graph: dict[str, Any] = {}
+        node_keys = {node: f"{node.name}-{token}" for node in self.pipeline.nodes}
+        data_keys: dict[str, Any] = dict(input_keys)
+        producers: dict[str, Node] = {}
+        for node in self.pipeline.nodes:
+            node_key = node_keys[node]
+            memory_outputs = [name for name in node.outputs if name in self._memory]
+            for name in node.outputs:
+                producers[name] = node
+            if len(memory_outputs) == 1:
+                data_keys[memory_outputs[0]] = node_key
+            else:
+                for name in memory_outputs:
+                    data_keys[name] = f"{name}-from-{token}"
+                    graph[data_keys[name]] = (getitem, node_key, name)
+
+        for node in self.pipeline.nodes:
+            memory_args = [
+                data_keys[name] for name in _unique(node.inputs) if name in self._memory
+            ]
+            after = sorted(
+                {
+                    node_keys[producers[name]]
+                    for name in node.inputs
+                    if name not in self._memory and name in producers
+                }
+            )
+            graph[node_keys[node]] = (
+                apply,
+                (pickle.loads, self._payloads[node]),
+                [context_key, memory_args, after],
+            )
+        return DaskGraph(
+            graph=graph,
+            node_keys=node_keys,
+            output_keys={name: data_keys[name] for name in self.free_outputs},
+        )
+
+
+def _unique(names: list[str]) -> list[str]:
+    """Names in order, each once (a node may take one dataset twice)."""
+    return list(dict.fromkeys(names))
+
+
+def _pickle_node(task: NodeTask) -> bytes:
+    try:
+        return cloudpickle.dumps(task)
+    except Exception as exc:
+        raise UnpicklableError(_explain_unpicklable(task, exc)) from exc
+
+
+def _explain_unpicklable(task: NodeTask, exc: Exception) -> str:
+    """Name the part of a node that cannot be pickled, and why."""
+    for name, dataset in task.datasets.items():
+        try:
+            cloudpickle.dumps(dataset)
+        except Exception as dataset_exc:  # noqa: BLE001
+            return (
+                f"Dataset '{name}' of node '{task.node.name}' cannot be pickled for "
+                f"a Dask worker: {dataset_exc}"
+            )
+    return f"Node '{task.node.name}' cannot be pickled for a Dask worker: {exc}"

@@ -1,0 +1,219 @@
+"""The code that runs on a Dask worker: one Kedro node per Dask task.
+
+``NodeTask`` is shipped to a worker (pickled, inside the task) and called there
+with the node's in-memory inputs, which Dask hands over from whichever worker
+produced them. It builds a small catalog holding only what the node touches and
+lets Kedro's own ``Task`` run the node, so node and dataset hooks, generator nodes
+and asynchronous loading behave exactly as they do with ``SequentialRunner``.
+Persisted datasets are loaded and saved right here, on the worker.
+
+``RunContext`` carries what every node of a run shares (run id, hooks, the project
+to configure). Dask ships it once per worker and keeps it in worker memory for
+the run, so hooks are unpickled and registered once, not once per node.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import pickle
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from kedro.framework.hooks.manager import _create_hook_manager
+from kedro.io import DataCatalog, MemoryDataset
+from kedro.runner.task import Task
+
+if TYPE_CHECKING:
+    from kedro.io import AbstractDataset
+    from kedro.pipeline.node import Node
+    from pluggy import PluginManager
+
+logger = logging.getLogger(__name__)
+
+# Hook specs that Kedro calls while running a node: the only ones worth shipping.
+NODE_HOOK_NAMES = frozenset(
+    {
+        "before_node_run",
+        "after_node_run",
+        "on_node_error",
+        "before_dataset_loaded",
+        "after_dataset_loaded",
+        "before_dataset_saved",
+        "after_dataset_saved",
+    }
+)
+
+
+class RunContext:
+    """What all nodes of one run share on a worker.
+
+    Args:
+        run_id: The Kedro run id, passed to node hooks.
+        is_async: Load and save node inputs and outputs with threads.
+        package_name: The Kedro project package to configure on the worker
+            (``None`` when the pipeline runs outside a Kedro project).
+        hook_plugins: Pickled node and dataset hook implementations of the driver.
+    """
+
+    def __init__(
+        self,
+        run_id: str | None,
+        is_async: bool,
+        package_name: str | None,
+        hook_plugins: bytes,
+    ):
+        self.run_id = run_id
+        self.is_async = is_async
+        self.package_name = package_name
+        self._hook_plugins = hook_plugins
+        self._hook_manager: PluginManager | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_hook_manager": None}
+
+    @property
+    def hook_manager(self) -> PluginManager:
+        """The worker's hook manager for this run, built on first use."""
+        if self._hook_manager is None:
+            if self.package_name:
+                _configure_project(self.package_name)
+            manager = _create_hook_manager()
+            for plugin in pickle.loads(self._hook_plugins):
+                manager.register(plugin)
+            self._hook_manager = manager
+        return self._hook_manager
+
+
+@functools.cache
+def _configure_project(package_name: str) -> None:
+    """Configure the Kedro project once per worker process, as ParallelRunner does."""
+    from kedro.framework.project import PACKAGE_NAME, configure_project
+
+    if PACKAGE_NAME != package_name:
+        configure_project(package_name)
+
+
+def picklable_node_hooks(hook_manager: Any) -> list[Any]:
+    """The driver's hook implementations that a worker must call, ready to pickle.
+
+    Only plugins implementing node or dataset hooks are kept: the others (context,
+    catalog, pipeline hooks, telemetry, ...) never fire on a worker.
+    """
+    from pluggy import PluginManager
+
+    if not isinstance(hook_manager, PluginManager):  # e.g. Kedro's null manager
+        return []
+    plugins = []
+    for plugin in hook_manager.get_plugins():
+        names = {impl.name for impl in hook_manager.get_hookcallers(plugin) or ()}
+        if names & NODE_HOOK_NAMES:
+            plugins.append(plugin)
+    return plugins
+
+
+class _NodeCatalog(DataCatalog):
+    """The catalog a node sees on a worker: just the datasets it touches.
+
+    Confirmation (``node.confirms``) is left to the driver's catalog, which
+    confirms once Dask reports the node finished, as ``SequentialRunner`` does.
+    """
+
+    def confirm(self, ds_name: str) -> None:
+        """Deferred to the driver; see the class docstring."""
+
+
+class _ReceivedDataset(MemoryDataset):
+    """An in-memory input Dask delivered to this worker.
+
+    Dask already holds the object, so it is not copied when stored; it is copied
+    on load according to the dataset's ``copy_mode``, as ``MemoryDataset`` does,
+    so a node that mutates its input cannot change what other consumers see.
+    """
+
+    def __init__(self, data: Any, copy_mode: str | None):
+        super().__init__(copy_mode=copy_mode)  # type: ignore[arg-type]
+        self._data = data
+
+
+class NodeTask:
+    """Runs one node on a worker and returns its in-memory outputs.
+
+    Args:
+        node: The Kedro node.
+        datasets: The persisted datasets the node loads or saves, as configured
+            in the driver's catalog (resolved versions included).
+        memory_inputs: Names of in-memory inputs, in the order Dask passes them,
+            with the ``copy_mode`` of each.
+        memory_outputs: Names of the in-memory outputs to hand back to Dask.
+        validator_specs: The catalog's validator specs for ``datasets``.
+    """
+
+    def __init__(  # noqa: PLR0913
+        self,
+        node: Node,
+        datasets: Mapping[str, AbstractDataset],
+        memory_inputs: Sequence[tuple[str, str | None]],
+        memory_outputs: Sequence[str],
+        validator_specs: Mapping[str, Any] | None = None,
+    ):
+        self.node = node
+        self.datasets = dict(datasets)
+        self.memory_inputs = tuple(memory_inputs)
+        self.memory_outputs = tuple(memory_outputs)
+        self.validator_specs = dict(validator_specs or {})
+
+    def __call__(
+        self, context: RunContext, inputs: Sequence[Any], _after: Sequence[Any] = ()
+    ) -> Any:
+        """Run the node.
+
+        Args:
+            context: The run's shared context.
+            inputs: Values of ``memory_inputs``, in order.
+            _after: Results of upstream nodes this node must wait for because
+                they save a persisted dataset it loads; their values are unused.
+
+        Returns:
+            The single in-memory output, a dict of them when there are several,
+            or ``None`` when the node has none.
+        """
+        catalog = self._catalog(inputs)
+        try:
+            Task(
+                node=self.node,
+                catalog=catalog,
+                hook_manager=context.hook_manager,
+                is_async=context.is_async,
+                run_id=context.run_id,
+            ).execute()
+        except Exception as exc:
+            exc.add_note(
+                f"Raised by Kedro node '{self.node.name}' on Dask worker "
+                f"{_worker_address()}."
+            )
+            raise
+        outputs = {name: catalog[name].load() for name in self.memory_outputs}
+        if len(outputs) == 1:
+            return next(iter(outputs.values()))
+        return outputs or None
+
+    def _catalog(self, inputs: Sequence[Any]) -> _NodeCatalog:
+        datasets: dict[str, AbstractDataset] = dict(self.datasets)
+        for (name, copy_mode), value in zip(self.memory_inputs, inputs, strict=True):
+            datasets[name] = _ReceivedDataset(value, copy_mode)
+        for name in self.memory_outputs:
+            datasets[name] = MemoryDataset(copy_mode="assign")
+        catalog = _NodeCatalog(datasets=datasets)
+        if self.validator_specs:
+            catalog._validator_specs.update(self.validator_specs)
+        return catalog
+
+
+def _worker_address() -> str:
+    from distributed import get_worker
+
+    try:
+        return get_worker().address
+    except ValueError:  # called outside a worker, e.g. in a unit test
+        return "<not on a worker>"

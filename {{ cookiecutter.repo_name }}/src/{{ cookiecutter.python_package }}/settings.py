@@ -1,0 +1,45 @@
+"""Project settings.
+
+Only values that differ from Kedro's defaults need to be set here. See
+https://docs.kedro.org/en/stable/configure/configuration_basics/ for the full list
+and their default values.
+"""
+
+# Instantiated project hooks, run in last-in, first-out order. For example, after
+# writing a ``ProjectHooks`` class in ``hooks.py``:
+# from {{ cookiecutter.python_package }}.hooks import ProjectHooks
+# HOOKS = (ProjectHooks(),)
+
+# Installed plugins whose hooks should not be auto-registered.
+# DISABLE_HOOKS_FOR_PLUGINS = ("kedro-viz",)
+
+# Class that manages the KedroSession.
+# from kedro.framework.session import KedroSession
+# SESSION_CLASS = KedroSession
+
+# Class that stores KedroSession data, and its constructor arguments.
+# from kedro.framework.session.store import BaseSessionStore
+# SESSION_STORE_CLASS = BaseSessionStore
+# SESSION_STORE_ARGS = {"path": "./sessions"}
+
+# Directory that holds configuration.
+# CONF_SOURCE = "conf"
+
+# Class that loads configuration.
+# from kedro.config import OmegaConfigLoader
+# CONFIG_LOADER_CLASS = OmegaConfigLoader
+
+# Keyword arguments for the CONFIG_LOADER_CLASS constructor. ``--env dask`` layers
+# conf/dask/ over conf/base/ instead of the default conf/local/.
+CONFIG_LOADER_ARGS = {
+    "base_env": "base",
+    "default_run_env": "local",
+}
+
+# Class that manages Kedro's library components.
+# from kedro.framework.context import KedroContext
+# CONTEXT_CLASS = KedroContext
+
+# Class that manages the Data Catalog.
+# from kedro.io import DataCatalog
+# DATA_CATALOG_CLASS = DataCatalog

@@ -9,7 +9,7 @@ import time
 import pytest
 import yaml
 
-from conftest import (
+from .conftest import (
     DASK_RUNNER,
     assert_has_csv_and_parquet,
     assert_same_outputs,

@@ -14,7 +14,7 @@ import yaml
 from cookiecutter.exceptions import FailedHookException
 from packaging.requirements import Requirement
 
-from conftest import (
+from .conftest import (
     PACKAGE,
     PROJECT_NAME,
     RENDER_TIMEOUT,

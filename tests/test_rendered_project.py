@@ -13,7 +13,7 @@ from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 from kedro.runner import SequentialRunner
 
-from conftest import (
+from .conftest import (
     DASK_RUNNER,
     PACKAGE,
     REPO_ROOT,

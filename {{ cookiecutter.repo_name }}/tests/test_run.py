@@ -42,8 +42,10 @@ class TestKedroRun:
         with KedroSession.create(project_path=project_copy) as session:
             context = session.load_context()
             assert context.params["raw_data"]["n_stores"] > 0
-            assert "polynomial.model_options" in context.params
+            assert context.params["polynomial"]["model_options"]["degree"] == 2
             assert "raw_sales" in context.catalog
+            # Resolved through the "{namespace}.coefficients" dataset factory.
+            assert "linear.coefficients" in context.catalog
 
     def test_default_pipeline_runs(self, project_copy):
         with KedroSession.create(project_path=project_copy) as session:

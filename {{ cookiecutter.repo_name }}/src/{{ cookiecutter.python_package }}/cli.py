@@ -18,11 +18,11 @@ from kedro import KedroDeprecationWarning
 from kedro.framework.cli.project import _resolve_runner_kwargs
 from kedro.framework.cli.project import run as kedro_run
 from kedro.framework.cli.utils import CONTEXT_SETTINGS, KedroCliError
-from kedro.framework.project import settings
+from kedro.framework.project import LOGGING, settings
 from kedro.framework.session import KedroSession
 from kedro.utils import load_obj
 
-from .runner import DaskClusterError, DaskRunner
+from .runner import DaskRunner, DaskRunnerError
 
 if TYPE_CHECKING:
     from kedro.framework.context import KedroContext
@@ -60,6 +60,9 @@ def run(  # noqa: PLR0913
     **unknown_options: Any,
 ) -> dict[str, Any]:
     """Run the pipeline."""
+    # Importing distributed resets its loggers to INFO after Kedro applied the
+    # project's logging configuration at start-up: apply that configuration again.
+    LOGGING.configure(LOGGING.data)
     if pipeline and pipelines:
         raise KedroCliError(
             "Options '--pipeline' and '--pipelines' cannot be used together"
@@ -97,7 +100,10 @@ def run(  # noqa: PLR0913
         run_kwargs["runner"] = _instantiate_runner(
             runner, is_async, session.load_context(), runner_params
         )
-        result: dict[str, Any] = session.run(**run_kwargs)
+        try:
+            result: dict[str, Any] = session.run(**run_kwargs)
+        except DaskRunnerError as exc:  # bad input or no cluster: one line says why
+            raise KedroCliError(str(exc)) from None
     return result
 
 
@@ -139,7 +145,7 @@ def _instantiate_runner(
 
     try:
         return runner_class(**runner_kwargs)
-    except DaskClusterError as exc:
+    except DaskRunnerError as exc:
         raise KedroCliError(str(exc)) from None
     except TypeError as exc:
         raise KedroCliError(

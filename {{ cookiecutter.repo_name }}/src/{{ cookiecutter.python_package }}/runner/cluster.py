@@ -17,6 +17,8 @@ from typing import Any
 import dask.config
 from distributed import Client, LocalCluster, Nanny
 
+from .errors import DaskClusterError
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_CONNECT_TIMEOUT = 10
@@ -42,16 +44,14 @@ _RUN_OPTIONS = frozenset({"worker_wait"})
 # Options that only make sense when the runner starts a LocalCluster: those of
 # LocalCluster itself and those it forwards to each worker's Nanny.
 _LOCAL_CLUSTER_OPTIONS = (
-    frozenset(inspect.signature(LocalCluster).parameters)
-    | frozenset(inspect.signature(Nanny).parameters)
-) - {"self", "kwargs", "worker_kwargs", "loop", "asynchronous", "start"} - (
-    _CLIENT_OPTIONS - {"name"}
+    (
+        frozenset(inspect.signature(LocalCluster).parameters)
+        | frozenset(inspect.signature(Nanny).parameters)
+    )
+    - {"self", "kwargs", "worker_kwargs", "loop", "asynchronous", "start"}
+    - (_CLIENT_OPTIONS - {"name"})
 )
 _LOCALHOST = "127.0.0.1"
-
-
-class DaskClusterError(RuntimeError):
-    """The cluster described by ``client_args`` cannot be used."""
 
 
 def validate_client_args(client_args: Mapping[str, Any] | None) -> dict[str, Any]:

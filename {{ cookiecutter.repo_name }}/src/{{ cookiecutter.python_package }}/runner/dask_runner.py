@@ -18,6 +18,8 @@ return value as ``SequentialRunner``.
 from __future__ import annotations
 
 import logging
+import threading
+import time
 import uuid
 from collections import Counter
 from itertools import chain
@@ -27,12 +29,13 @@ import cloudpickle
 from distributed import as_completed
 from kedro.runner import AbstractRunner
 
-from .cluster import DaskCluster, DaskClusterError
-from .graph import PipelineGraph
+from .cluster import DaskCluster
+from .errors import DaskClusterError
+from .graph import DaskGraph, PipelineGraph
 from .worker import RunContext, picklable_node_hooks
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
     from distributed import Client, Future
     from kedro.io import CatalogProtocol
@@ -111,30 +114,16 @@ class DaskRunner(AbstractRunner):
         """
         # Everything that can fail on bad input fails here, before submitting.
         graph = PipelineGraph(pipeline, catalog)
-        context = _run_context(hook_manager, run_id, self._is_async)
+        context = _pickled_run_context(hook_manager, run_id, self._is_async)
         token = uuid.uuid4().hex
         with self._cluster.connect() as client:
-            _wait_for_workers(client, self._cluster.worker_wait)
-            shipped = client.scatter(
-                {
-                    f"kedro-run-context-{token}": context,
-                    **{
-                        f"{name}-{token}": catalog.load(name)
-                        for name in graph.memory_inputs
-                    },
-                },
-                direct=True,
-                hash=False,
-            )
-            dask_graph = graph.to_dask(
-                token,
-                context_key=shipped[f"kedro-run-context-{token}"],
-                input_keys={
-                    name: shipped[f"{name}-{token}"] for name in graph.memory_inputs
-                },
-            )
-            del shipped  # the graph holds them from now on
-            outputs = self._follow(client, pipeline, catalog, dask_graph)
+            worker_wait = self._cluster.worker_wait
+            _wait_for_workers(client, worker_wait)
+            inputs = _ship_inputs(client, catalog, graph.memory_inputs, token)
+            dask_graph = graph.to_dask(token, context, inputs)
+            del inputs  # the graph holds them from now on
+            with _WorkerWatch(client, worker_wait) as watch:
+                outputs = self._follow(client, pipeline, catalog, dask_graph, watch)
 
         for name, value in outputs.items():
             catalog.save(name, value)
@@ -144,7 +133,8 @@ class DaskRunner(AbstractRunner):
         client: Client,
         pipeline: Pipeline,
         catalog: CatalogProtocol,
-        dask_graph: Any,
+        dask_graph: DaskGraph,
+        watch: _WorkerWatch,
     ) -> dict[str, Any]:
         """Submit the graph, then do the driver's part as each node finishes.
 
@@ -153,20 +143,23 @@ class DaskRunner(AbstractRunner):
         """
         nodes = pipeline.nodes
         node_of = {key: node for node, key in dask_graph.node_keys.items()}
-        extra_output_keys = sorted(set(dask_graph.output_keys.values()) - node_of.keys())
-        keys = [dask_graph.node_keys[node] for node in nodes] + extra_output_keys
+        output_keys = dask_graph.output_keys
+        extra_keys = sorted(set(output_keys.values()) - node_of.keys())
+        keys = [dask_graph.node_keys[node] for node in nodes] + extra_keys
         futures = client.get(dask_graph.graph, keys, sync=False)
-        kept = {f.key: f for f in futures if f.key in dask_graph.output_keys.values()}
+        kept = {f.key: f for f in futures if f.key in output_keys.values()}
         pending = as_completed(futures[: len(nodes)], loop=client.loop)
         del futures  # so each result is freed as soon as Dask no longer needs it
+        watch.on_lost(lambda: client.cancel(list(pending.futures), force=True))
 
         load_counts = Counter(chain.from_iterable(n.inputs for n in nodes))
         done_nodes: set[Node] = set()
         try:
             for future in pending:
                 node = node_of[future.key]
-                if future.status == "error":
-                    self._fail(client, pending, kept, future, pipeline, done_nodes, catalog)
+                if future.status != "finished":
+                    self._suggest_resume_scenario(pipeline, done_nodes, catalog)
+                    raise _failure(future, watch)
                 del future
                 done_nodes.add(node)
                 self._logger.info("Completed node: %s", node.name)
@@ -176,40 +169,98 @@ class DaskRunner(AbstractRunner):
                 for name in node.confirms:
                     catalog.confirm(name)
                 self._release_datasets(node, catalog, load_counts, pipeline)
-            return {
-                name: value
-                for name, value in zip(
-                    dask_graph.output_keys,
-                    client.gather([kept[k] for k in dask_graph.output_keys.values()]),
-                    strict=True,
-                )
-            }
-        except BaseException:
-            # Ctrl-C or a driver-side error: leave nothing of this run on the cluster.
+            values = client.gather([kept[key] for key in output_keys.values()])
+            return dict(zip(output_keys, values, strict=True))
+        finally:
+            # On failure or Ctrl-C, leave nothing of this run on the cluster.
             client.cancel([*pending.futures, *kept.values()], force=True)
-            raise
-
-    def _fail(  # noqa: PLR0913
-        self,
-        client: Client,
-        pending: as_completed,
-        kept: dict[str, Future],
-        future: Future,
-        pipeline: Pipeline,
-        done_nodes: set[Node],
-        catalog: CatalogProtocol,
-    ) -> None:
-        """Stop the run on the first failed node and re-raise its exception."""
-        exception, traceback = future.exception(), future.traceback()
-        client.cancel([*pending.futures, *kept.values()], force=True)
-        self._suggest_resume_scenario(pipeline, done_nodes, catalog)
-        raise exception.with_traceback(traceback)
 
 
-def _run_context(
+def _failure(future: Future, watch: _WorkerWatch) -> BaseException:
+    """The exception that stops the run when ``future`` did not finish."""
+    if future.status == "error":
+        return future.exception().with_traceback(future.traceback())
+    if watch.lost:
+        return DaskClusterError(watch.lost)
+    return DaskClusterError(
+        f"Dask cancelled task '{future.key}' ({future.status}): the scheduler was "
+        f"lost or another client cancelled it."
+    )
+
+
+def _ship_inputs(
+    client: Client, catalog: CatalogProtocol, names: list[str], token: str
+) -> dict[str, Future]:
+    """Load the in-memory pipeline inputs in the driver and send them to every worker.
+
+    They go straight to the workers, not through the scheduler, and to each of
+    them, so losing a worker does not lose data no task can recompute.
+    """
+    if not names:
+        return {}
+    futures = client.scatter(
+        {f"{name}-{token}": catalog.load(name) for name in names},
+        direct=True,
+        broadcast=True,
+        hash=False,
+    )
+    return {name: futures[f"{name}-{token}"] for name in names}
+
+
+class _WorkerWatch:
+    """Fails the run, instead of letting it hang, once every worker is gone.
+
+    A thread asks the scheduler how many workers it has; when none has been there
+    for ``worker_wait`` seconds, it records why and calls back to cancel the run.
+    """
+
+    def __init__(self, client: Client, worker_wait: float, interval: float = 1.0):
+        self._client = client
+        self._worker_wait = worker_wait
+        self._interval = interval
+        self._stop = threading.Event()
+        self._cancel: Callable[[], Any] = lambda: None
+        self._thread = threading.Thread(
+            target=self._watch, name="kedro-dask-worker-watch", daemon=True
+        )
+        self.lost = ""
+
+    def on_lost(self, cancel: Callable[[], Any]) -> None:
+        self._cancel = cancel
+
+    def __enter__(self) -> _WorkerWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _watch(self) -> None:
+        since = None
+        while not self._stop.wait(self._interval):
+            try:
+                workers = len(self._client.nthreads())
+            except Exception:  # noqa: BLE001 - the client is closing; the run ends
+                return
+            if workers:
+                since = None
+                continue
+            since = since or time.monotonic()
+            if time.monotonic() - since >= self._worker_wait:
+                self.lost = (
+                    f"All Dask workers left the scheduler at "
+                    f"{self._client.scheduler.address} and none came back within "
+                    f"{self._worker_wait:g} s (client_args.worker_wait)."
+                )
+                self._cancel()
+                return
+
+
+def _pickled_run_context(
     hook_manager: PluginManager | None, run_id: str | None, is_async: bool
-) -> RunContext:
-    """Pack what every node of the run needs, checking the hooks can be shipped."""
+) -> bytes:
+    """Pack what every node of the run needs, leaving out hooks that can't travel."""
     from kedro.framework.project import PACKAGE_NAME
 
     plugins = []
@@ -224,12 +275,13 @@ def _run_context(
             )
         else:
             plugins.append(plugin)
-    return RunContext(
+    context = RunContext(
         run_id=run_id,
         is_async=is_async,
         package_name=PACKAGE_NAME,
         hook_plugins=cloudpickle.dumps(plugins),
     )
+    return cloudpickle.dumps(context)
 
 
 def _wait_for_workers(client: Client, timeout: float) -> None:

@@ -24,6 +24,7 @@ import cloudpickle
 from dask.utils import apply
 from kedro.io import MemoryDataset
 
+from .errors import DaskRunnerError
 from .worker import NodeTask
 
 if TYPE_CHECKING:
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
     from kedro.pipeline.node import Node
 
 
-class UnpicklableError(TypeError):
+class UnpicklableError(DaskRunnerError):
     """A node or dataset cannot be shipped to a Dask worker."""
 
 
@@ -68,14 +69,17 @@ class PipelineGraph:
         self._memory = {
             name
             for name in pipeline.datasets()
-            if isinstance(catalog.get(name, fallback_to_runtime_pattern=True), MemoryDataset)
+            if isinstance(
+                catalog.get(name, fallback_to_runtime_pattern=True), MemoryDataset
+            )
         }
         self.memory_inputs = sorted(pipeline.inputs() & self._memory)
         """In-memory pipeline inputs, which the driver loads and ships to workers."""
         self.free_outputs = sorted(pipeline.outputs() & self._memory)
         """In-memory pipeline outputs, which come back into the driver's catalog."""
         self._payloads = {
-            node: _pickle_node(self._node_task(node, catalog)) for node in pipeline.nodes
+            node: _pickle_node(self._node_task(node, catalog))
+            for node in pipeline.nodes
         }
 
     def is_memory(self, name: str) -> bool:
@@ -99,16 +103,19 @@ class PipelineGraph:
         )
 
     def to_dask(
-        self, token: str, context_key: str, input_keys: Mapping[str, Any]
+        self, token: str, context: bytes, input_keys: Mapping[str, Any]
     ) -> DaskGraph:
         """Assemble the Dask graph of one run.
 
         Args:
             token: Unique per run; keeps task keys of concurrent runs apart.
-            context_key: Key (or future) of the run's ``RunContext``.
+            context: The run's pickled ``RunContext``. It is a task of its own, so
+                Dask computes it once per worker that needs it, and again should
+                the worker holding it die.
             input_keys: Key (or future) of each in-memory pipeline input.
         """
-        graph: dict[str, Any] = {}
+        context_key = f"kedro-run-context-{token}"
+        graph: dict[str, Any] = {context_key: (pickle.loads, context)}
         node_keys = {node: f"{node.name}-{token}" for node in self.pipeline.nodes}
         data_keys: dict[str, Any] = dict(input_keys)
         producers: dict[str, Node] = {}

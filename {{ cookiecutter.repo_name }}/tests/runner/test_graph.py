@@ -1,0 +1,406 @@
+"""``PipelineGraph``: a Kedro pipeline translated into one Dask graph.
+
+No cluster is needed: the graph is inspected, pickled, and executed with Dask's
+synchronous in-process scheduler.
+"""
+
+from __future__ import annotations
+
+import pickle
+import subprocess
+import sys
+import textwrap
+import threading
+import uuid
+from operator import getitem
+from pathlib import Path
+from typing import Any
+
+import dask
+import pandas as pd
+import pytest
+from dask.utils import key_split
+from kedro.io import AbstractDataset, DataCatalog, MemoryDataset
+from kedro.pipeline import Pipeline, node
+from kedro_datasets.pandas import CSVDataset
+
+from {{ cookiecutter.python_package }}.runner.graph import (
+    DaskGraph,
+    PipelineGraph,
+    UnpicklableError,
+)
+from {{ cookiecutter.python_package }}.runner.worker import NodeTask, RunContext
+
+
+# --------------------------------------------------------------------------- #
+# Node functions (module level: workers import them by name)
+# --------------------------------------------------------------------------- #
+def add_one(df: pd.DataFrame) -> pd.DataFrame:
+    return df.assign(value=df["value"] + 1)
+
+
+def total(df: pd.DataFrame, extra: int) -> int:
+    return int(df["value"].sum()) + extra
+
+
+def split_even_odd(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    return {
+        "even": df[df["value"] % 2 == 0].reset_index(drop=True),
+        "odd": df[df["value"] % 2 == 1].reset_index(drop=True),
+    }
+
+
+def count_rows(even: pd.DataFrame, odd: pd.DataFrame) -> tuple[int, int]:
+    return len(even), len(odd)
+
+
+def identity(data: Any) -> Any:
+    return data
+
+
+class LockedDataset(AbstractDataset):
+    """A dataset holding a lock, which no pickler can ship to a worker."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def _load(self) -> Any:
+        return 1
+
+    def _save(self, data: Any) -> None:
+        pass
+
+    def _describe(self) -> dict[str, Any]:
+        return {}
+
+
+# --------------------------------------------------------------------------- #
+# Helpers
+# --------------------------------------------------------------------------- #
+RAW = pd.DataFrame({"value": [1, 2, 3, 4, 5]})
+
+
+def _catalog(tmp_path: Path) -> DataCatalog:
+    raw = CSVDataset(filepath=str(tmp_path / "raw.csv"), save_args={"index": False})
+    raw.save(RAW)
+    return DataCatalog(
+        datasets={
+            "raw": raw,
+            "prepared": MemoryDataset(),
+            "report": CSVDataset(
+                filepath=str(tmp_path / "report.csv"), save_args={"index": False}
+            ),
+        }
+    )
+
+
+def _pipeline() -> Pipeline:
+    """raw (CSV) -> prepare -> prepared (memory) -> split -> even, odd (memory,
+    undeclared) -> count -> counts (free); prepared -> write_report -> report
+    (CSV) -> read_report -> report_total (free), with ``extra`` a memory input
+    that the catalog does not declare."""
+    return Pipeline(
+        [
+            node(add_one, "raw", "prepared", name="prepare"),
+            node(split_even_odd, "prepared", {"even": "even", "odd": "odd"}, name="split"),
+            node(count_rows, ["even", "odd"], ["n_even", "n_odd"], name="count"),
+            node(identity, "prepared", "report", name="write_report"),
+            node(total, ["report", "extra"], "report_total", name="read_report"),
+        ]
+    )
+
+
+def _to_dask(graph: PipelineGraph, token: str | None = None) -> tuple[DaskGraph, str]:
+    token = token or uuid.uuid4().hex
+    dask_graph = graph.to_dask(
+        token,
+        context_key="context",
+        input_keys={name: f"input-{name}" for name in graph.memory_inputs},
+    )
+    return dask_graph, token
+
+
+def _task_args(dask_graph: DaskGraph, node_name: str) -> tuple[list, list]:
+    """The (memory input keys, upstream keys) of a node's task."""
+    [task_node] = [n for n in dask_graph.node_keys if n.name == node_name]
+    task = dask_graph.graph[dask_graph.node_keys[task_node]]
+    _context, memory_args, after = task[2]
+    return memory_args, after
+
+
+def _key_of(dask_graph: DaskGraph, node_name: str) -> str:
+    return next(k for n, k in dask_graph.node_keys.items() if n.name == node_name)
+
+
+# --------------------------------------------------------------------------- #
+# Classification
+# --------------------------------------------------------------------------- #
+def test_memory_and_persisted_datasets_are_told_apart(tmp_path):
+    graph = PipelineGraph(_pipeline(), _catalog(tmp_path))
+
+    # Declared MemoryDataset, and names the catalog does not declare: memory.
+    for name in ("prepared", "even", "odd", "n_even", "n_odd", "extra", "report_total"):
+        assert graph.is_memory(name), name
+    # A pandas.CSVDataset is persisted, whether read or written in the run.
+    assert not graph.is_memory("raw")
+    assert not graph.is_memory("report")
+
+
+def test_memory_inputs_and_free_outputs(tmp_path):
+    graph = PipelineGraph(_pipeline(), _catalog(tmp_path))
+
+    # ``raw`` is an input too, but persisted: workers read it themselves.
+    assert graph.memory_inputs == ["extra"]
+    assert graph.free_outputs == ["n_even", "n_odd", "report_total"]
+
+
+def test_persisted_free_output_is_not_shipped_back(tmp_path):
+    catalog = _catalog(tmp_path)
+    pipeline = Pipeline([node(add_one, "raw", "report", name="to_csv")])
+
+    graph = PipelineGraph(pipeline, catalog)
+
+    assert graph.free_outputs == []
+    assert _to_dask(graph)[0].output_keys == {}
+
+
+# --------------------------------------------------------------------------- #
+# Keys
+# --------------------------------------------------------------------------- #
+def test_node_keys_name_the_node_and_the_run(tmp_path):
+    graph = PipelineGraph(_pipeline(), _catalog(tmp_path))
+    dask_graph, token = _to_dask(graph)
+
+    assert set(dask_graph.node_keys) == set(_pipeline().nodes)
+    for task_node, key in dask_graph.node_keys.items():
+        assert task_node.name in key
+        assert token in key
+        assert key_split(key) == task_node.name  # how the dashboard groups tasks
+        assert key in dask_graph.graph
+    assert len(set(dask_graph.node_keys.values())) == len(dask_graph.node_keys)
+
+
+def test_keys_differ_between_runs(tmp_path):
+    graph = PipelineGraph(_pipeline(), _catalog(tmp_path))
+
+    first, _ = _to_dask(graph)
+    second, _ = _to_dask(graph)
+
+    assert not set(first.graph) & set(second.graph)
+
+
+def test_single_memory_output_is_the_node_result(tmp_path):
+    graph = PipelineGraph(_pipeline(), _catalog(tmp_path))
+    dask_graph, _ = _to_dask(graph)
+    prepare_key = _key_of(dask_graph, "prepare")
+
+    # ``prepared`` has no key of its own: consumers take the node's result.
+    assert _task_args(dask_graph, "split")[0] == [prepare_key]
+    assert not any("prepared" in key for key in dask_graph.graph)
+    # Same for a free output: the driver gathers the node's own key.
+    assert dask_graph.output_keys["report_total"] == _key_of(dask_graph, "read_report")
+
+
+def test_several_memory_outputs_get_their_own_keys(tmp_path):
+    graph = PipelineGraph(_pipeline(), _catalog(tmp_path))
+    dask_graph, token = _to_dask(graph)
+    split_key = _key_of(dask_graph, "split")
+    count_key = _key_of(dask_graph, "count")
+
+    even_key, odd_key = _task_args(dask_graph, "count")[0]
+    assert len({even_key, odd_key, split_key}) == 3
+    assert dask_graph.graph[even_key] == (getitem, split_key, "even")
+    assert dask_graph.graph[odd_key] == (getitem, split_key, "odd")
+    assert token in even_key and token in odd_key
+    # Free outputs of a node with several memory outputs, likewise.
+    for name in ("n_even", "n_odd"):
+        output_key = dask_graph.output_keys[name]
+        assert output_key != count_key
+        assert dask_graph.graph[output_key] == (getitem, count_key, name)
+
+
+def test_memory_pipeline_inputs_use_the_given_keys(tmp_path):
+    graph = PipelineGraph(_pipeline(), _catalog(tmp_path))
+    dask_graph, _ = _to_dask(graph)
+
+    memory_args, _ = _task_args(dask_graph, "read_report")
+    assert memory_args == ["input-extra"]
+    for key in dask_graph.node_keys.values():
+        assert dask_graph.graph[key][2][0] == "context"
+
+
+def test_persisted_dataset_orders_consumer_after_producer(tmp_path):
+    graph = PipelineGraph(_pipeline(), _catalog(tmp_path))
+    dask_graph, _ = _to_dask(graph)
+
+    memory_args, after = _task_args(dask_graph, "read_report")
+    # ``report`` is read from disk, so its value is not passed, only waited for.
+    assert after == [_key_of(dask_graph, "write_report")]
+    assert _key_of(dask_graph, "write_report") not in memory_args
+    # ``raw`` is not produced in the run: nothing to wait for.
+    assert _task_args(dask_graph, "prepare") == ([], [])
+
+
+def test_transcoded_persisted_dataset_orders_consumer_after_producer(tmp_path):
+    """``df@write`` and ``df@read`` are one dataset for Kedro (transcoding): the
+    reader must wait for the writer, as Kedro's own toposort makes it."""
+    path = str(tmp_path / "df.csv")
+    catalog = DataCatalog(
+        datasets={
+            "src": MemoryDataset(RAW),
+            "df@write": CSVDataset(filepath=path, save_args={"index": False}),
+            "df@read": CSVDataset(filepath=path),
+        }
+    )
+    pipeline = Pipeline(
+        [
+            node(add_one, "src", "df@write", name="writer"),
+            node(identity, "df@read", "copy", name="reader"),
+        ]
+    )
+    assert pipeline.node_dependencies[pipeline.nodes[1]] == {pipeline.nodes[0]}
+
+    dask_graph, _ = _to_dask(PipelineGraph(pipeline, catalog))
+
+    assert _task_args(dask_graph, "reader")[1] == [_key_of(dask_graph, "writer")]
+
+
+def test_graph_computes_with_the_synchronous_scheduler(tmp_path):
+    """The graph is valid Dask: its results are those of the pipeline."""
+    catalog = _catalog(tmp_path)
+    graph = PipelineGraph(_pipeline(), catalog)
+    dask_graph, _ = _to_dask(graph)
+    context = RunContext(
+        run_id="r", is_async=False, package_name=None, hook_plugins=pickle.dumps([])
+    )
+    runnable = {**dask_graph.graph, "context": context, "input-extra": 100}
+
+    keys = [dask_graph.output_keys[name] for name in graph.free_outputs]
+    n_even, n_odd, report_total = dask.get(runnable, keys)
+
+    # raw + 1 = 2..6: evens 2, 4, 6; odds 3, 5; sum 20 + extra 100.
+    assert (n_even, n_odd, report_total) == (3, 2, 120)
+    pd.testing.assert_frame_equal(
+        pd.read_csv(tmp_path / "report.csv"), add_one(RAW)
+    )
+
+
+# --------------------------------------------------------------------------- #
+# Pickling
+# --------------------------------------------------------------------------- #
+def test_unpicklable_dataset_is_named_with_its_node(tmp_path):
+    catalog = _catalog(tmp_path)
+    catalog["locked"] = LockedDataset()
+    pipeline = Pipeline(
+        [
+            node(add_one, "raw", "prepared", name="prepare"),
+            node(identity, "locked", "unlocked", name="use_lock"),
+        ]
+    )
+
+    with pytest.raises(UnpicklableError) as excinfo:
+        PipelineGraph(pipeline, catalog)
+
+    message = str(excinfo.value)
+    assert "'locked'" in message
+    assert "'use_lock'" in message
+    assert "lock" in message.lower()
+    assert isinstance(excinfo.value, TypeError)
+
+
+def test_unpicklable_node_function_is_named(tmp_path):
+    lock = threading.Lock()
+
+    def uses_lock(data):
+        with lock:
+            return data
+
+    catalog = DataCatalog(datasets={"a": MemoryDataset(1)})
+    pipeline = Pipeline([node(uses_lock, "a", "b", name="locking_node")])
+
+    with pytest.raises(UnpicklableError, match="'locking_node'"):
+        PipelineGraph(pipeline, catalog)
+
+
+def test_lambdas_and_closures_are_shipped_by_value(tmp_path):
+    offset = 10
+    catalog = DataCatalog(datasets={"a": MemoryDataset(1)})
+    pipeline = Pipeline(
+        [
+            node(lambda x: x + 1, "a", "b", name="lambda_node"),
+            node(lambda x: x + offset, "b", "c", name="closure_node"),
+        ]
+    )
+
+    graph = PipelineGraph(pipeline, catalog)
+    dask_graph, _ = _to_dask(graph)
+
+    for key in dask_graph.node_keys.values():
+        payload = dask_graph.graph[key][1][1]
+        assert isinstance(payload, bytes)
+        task = pickle.loads(payload)
+        assert isinstance(task, NodeTask)
+    loaded = {
+        n.name: pickle.loads(dask_graph.graph[k][1][1])
+        for n, k in dask_graph.node_keys.items()
+    }
+    assert loaded["lambda_node"].node.func(1) == 2
+    assert loaded["closure_node"].node.func(1) == 11
+
+
+def test_node_payload_holds_only_what_the_node_needs(tmp_path):
+    graph = PipelineGraph(_pipeline(), _catalog(tmp_path))
+    dask_graph, _ = _to_dask(graph)
+    key = _key_of(dask_graph, "read_report")
+
+    task = pickle.loads(dask_graph.graph[key][1][1])
+
+    assert task.node.name == "read_report"
+    assert set(task.datasets) == {"report"}  # persisted: loaded on the worker
+    assert isinstance(task.datasets["report"], CSVDataset)
+    assert [name for name, _ in task.memory_inputs] == ["extra"]
+    assert task.memory_outputs == ("report_total",)
+
+
+def test_graph_needs_no_project_code_to_unpickle(tmp_path):
+    """A plain ``dask scheduler`` (no project, no Kedro on its path) can read the
+    graph: everything project-specific is inside the pickled bytes."""
+    graph = PipelineGraph(_pipeline(), _catalog(tmp_path))
+    dask_graph, token = _to_dask(graph)
+    graph_file = tmp_path / "graph.pkl"
+    graph_file.write_bytes(pickle.dumps(dask_graph.graph))
+
+    code = textwrap.dedent(
+        """
+        import pickle, sys
+        graph = pickle.loads(open(sys.argv[1], "rb").read())
+        assert len(graph) == int(sys.argv[2]), graph.keys()
+        assert all(sys.argv[3] in key for key in graph), graph.keys()
+        roots = sorted({m.split(".")[0] for m in sys.modules})
+        forbidden = {"kedro", "kedro_datasets", "pandas", "cloudpickle", "tests"}
+        forbidden.add(sys.argv[4])
+        leaked = forbidden.intersection(roots)
+        assert not leaked, leaked
+        print("ok")
+        """
+    )
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-I",  # isolated: no PYTHONPATH, no cwd, no user site-packages
+            "-c",
+            code,
+            str(graph_file),
+            str(len(dask_graph.graph)),
+            token,
+            "{{ cookiecutter.python_package }}",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"

@@ -122,7 +122,7 @@ def run_cmd(
     *,
     timeout: float,
     env: dict[str, str] | None = None,
-    input: str | None = None,  # noqa: A002 - mirrors subprocess.run
+    input: str | None = None,
 ) -> Result:
     """Run a command in its own process group, bounded by ``timeout``.
 
@@ -435,7 +435,7 @@ def executed_keys(dask_worker):
     return {"name": dask_worker.name, "keys": keys}
 '''
 _probe_namespace: dict = {"__name__": "_starter_tests_dask_probe"}
-exec(compile(_PROBE_SOURCE, "<dask-probe>", "exec"), _probe_namespace)  # noqa: S102
+exec(compile(_PROBE_SOURCE, "<dask-probe>", "exec"), _probe_namespace)
 executed_keys_probe = _probe_namespace["executed_keys"]
 
 

@@ -206,8 +206,10 @@ def test_unreachable_scheduler_fails_fast_naming_the_address(fresh_project):
     elapsed = time.monotonic() - start
     assert result.returncode != 0, result.describe()
     assert elapsed < 60, f"took {elapsed:.0f} s to fail\n{result.describe()}"
+    # One clear line naming the address, not a traceback.
     lines = [line for line in result.output.splitlines() if dead in line]
     assert lines, result.describe()
+    assert "Traceback" not in result.output, result.describe()
     # Nothing was written.
     assert not any((fresh_project / "data").rglob("*.parquet"))
 

@@ -28,7 +28,7 @@ from .conftest import (
 KEDRO_VERSION = installed_version("kedro")
 
 
-def kedro_new(cwd: Path, *args: str, input: str | None = None):  # noqa: A002
+def kedro_new(cwd: Path, *args: str, input: str | None = None):
     return run_cmd(
         [sys.executable, "-m", "kedro", "new", "--starter", str(REPO_ROOT), *args],
         cwd=cwd,

@@ -193,7 +193,9 @@ def test_instantiate_dask_runner_merges_client_args(project_cli):
     assert _client_args(runner) == {"address": "tcp://127.0.0.1:1", "timeout": 3}
 
 
-def test_instantiate_dask_runner_from_real_dask_env(project_cli):
+def test_instantiate_dask_runner_from_real_dask_env(project_cli, monkeypatch):
+    monkeypatch.setenv("KEDRO_DISABLE_TELEMETRY", "true")
+    monkeypatch.setenv("DO_NOT_TRACK", "1")
     with KedroSession.create(project_path=project_cli.project, env="dask") as session:
         context = session.load_context()
         runner = project_cli.cli._instantiate_runner(DASK_RUNNER, False, context, {})

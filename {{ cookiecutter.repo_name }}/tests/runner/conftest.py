@@ -66,9 +66,14 @@ def scheduler_task_keys(dask_scheduler: Any) -> list[str]:
     return [str(key) for key in dask_scheduler.tasks]
 
 
-def wait_until(
-    condition: Callable[[], bool], timeout: float = SETTLE_TIMEOUT
-) -> bool:
+def scheduler_keys_in_memory(dask_scheduler: Any) -> list[str]:
+    """Keys whose data the cluster holds (run with ``run_on_scheduler``)."""
+    return [
+        str(key) for key, ts in dask_scheduler.tasks.items() if ts.state == "memory"
+    ]
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = SETTLE_TIMEOUT) -> bool:
     """Poll ``condition`` until it is true or ``timeout`` seconds have passed."""
     deadline = time.monotonic() + timeout
     while True:

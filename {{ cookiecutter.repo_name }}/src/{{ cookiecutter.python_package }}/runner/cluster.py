@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import dask.config
-from distributed import Client, LocalCluster, Nanny
+from distributed import Client, LocalCluster, Nanny, Security
 
 from .errors import DaskClusterError
 
@@ -37,6 +37,7 @@ _CLIENT_OPTIONS = frozenset(
         "heartbeat_interval",
         "direct_to_workers",
         "connection_limit",
+        "security",
     }
 )
 # Options of the runner itself, valid whichever way the cluster comes.
@@ -79,13 +80,33 @@ def validate_client_args(client_args: Mapping[str, Any] | None) -> dict[str, Any
             )
     remote = [key for key in ("address", "scheduler_file") if args.get(key)]
     if remote:
-        local_only = sorted(set(args) & (_LOCAL_CLUSTER_OPTIONS - {"name"}))
+        local_only = sorted(set(args) & (_LOCAL_CLUSTER_OPTIONS - {"name", "security"}))
         if local_only:
             raise DaskClusterError(
                 f"dask_client option '{local_only[0]}' configures a LocalCluster "
                 f"and cannot be combined with '{remote[0]}'; remove one of them."
             )
+    if "security" in args:
+        args["security"] = _security(args["security"])
     return args
+
+
+def _security(value: Any) -> Security | bool:
+    """``security`` as ``distributed.Security``: TLS files and ``require_encryption``.
+
+    ``True`` asks a LocalCluster for temporary self-signed credentials.
+    """
+    if isinstance(value, Security | bool):
+        return value
+    if not isinstance(value, Mapping):
+        raise DaskClusterError(
+            f"dask_client option 'security' must be a mapping of "
+            f"distributed.Security options, got {type(value).__name__}"
+        )
+    try:
+        return Security(**value)
+    except TypeError as exc:
+        raise DaskClusterError(f"dask_client option 'security': {exc}") from None
 
 
 class DaskCluster:
@@ -168,7 +189,9 @@ class DaskCluster:
     @contextmanager
     def _local_cluster(**options: Any) -> Iterator[Client]:
         timeout = options.pop("timeout", DEFAULT_CONNECT_TIMEOUT)
-        options.setdefault("host", _LOCALHOST)
+        if options.get("processes", True) or options.get("protocol"):
+            # A thread-only cluster talks in-process (inproc://) and has no host.
+            options.setdefault("host", _LOCALHOST)
         options.setdefault("dashboard_address", f"{_LOCALHOST}:8787")
         cluster = LocalCluster(**options)
         try:

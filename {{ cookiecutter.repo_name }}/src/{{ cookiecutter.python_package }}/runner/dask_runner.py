@@ -31,7 +31,7 @@ from kedro.runner import AbstractRunner
 
 from .cluster import DaskCluster
 from .errors import DaskClusterError
-from .graph import DaskGraph, PipelineGraph
+from .graph import DaskGraph, PipelineGraph, input_key
 from .worker import RunContext, picklable_node_hooks
 
 if TYPE_CHECKING:
@@ -199,12 +199,12 @@ def _ship_inputs(
     if not names:
         return {}
     futures = client.scatter(
-        {f"{name}-{token}": catalog.load(name) for name in names},
+        {input_key(name, token): catalog.load(name) for name in names},
         direct=True,
         broadcast=True,
         hash=False,
     )
-    return {name: futures[f"{name}-{token}"] for name in names}
+    return {name: futures[input_key(name, token)] for name in names}
 
 
 class _WorkerWatch:

@@ -112,46 +112,52 @@ class PipelineGraph:
             context: The run's pickled ``RunContext``. It is a task of its own, so
                 Dask computes it once per worker that needs it, and again should
                 the worker holding it die.
-            input_keys: Key (or future) of each in-memory pipeline input.
+            input_keys: Key (or future) of each in-memory pipeline input; see
+                ``input_key``.
         """
-        context_key = f"kedro-run-context-{token}"
+        # Node keys end with the token, other keys with a word: no name can clash.
+        context_key = f"kedro-run-{token}-context"
         graph: dict[str, Any] = {context_key: (pickle.loads, context)}
         node_keys = {node: f"{node.name}-{token}" for node in self.pipeline.nodes}
         data_keys: dict[str, Any] = dict(input_keys)
-        producers: dict[str, Node] = {}
+        producer: dict[str, Node] = {}
         for node in self.pipeline.nodes:
-            node_key = node_keys[node]
             memory_outputs = [name for name in node.outputs if name in self._memory]
-            for name in node.outputs:
-                producers[name] = node
+            producer.update(dict.fromkeys(memory_outputs, node))
             if len(memory_outputs) == 1:
-                data_keys[memory_outputs[0]] = node_key
-            else:
-                for name in memory_outputs:
-                    data_keys[name] = f"{name}-from-{token}"
-                    graph[data_keys[name]] = (getitem, node_key, name)
+                data_keys[memory_outputs[0]] = node_keys[node]
+                continue
+            for name in memory_outputs:
+                data_keys[name] = f"{name}-{token}-output"
+                graph[data_keys[name]] = (getitem, node_keys[node], name)
 
+        dependencies = self.pipeline.node_dependencies
         for node in self.pipeline.nodes:
-            memory_args = [
-                data_keys[name] for name in _unique(node.inputs) if name in self._memory
+            memory_inputs = [
+                name for name in _unique(node.inputs) if name in self._memory
             ]
+            # Parents that hand over only persisted data: wait for them, take nothing.
+            data_parents = {producer.get(name) for name in memory_inputs}
             after = sorted(
-                {
-                    node_keys[producers[name]]
-                    for name in node.inputs
-                    if name not in self._memory and name in producers
-                }
+                node_keys[parent]
+                for parent in dependencies[node]
+                if parent not in data_parents
             )
             graph[node_keys[node]] = (
                 apply,
                 (pickle.loads, self._payloads[node]),
-                [context_key, memory_args, after],
+                [context_key, [data_keys[name] for name in memory_inputs], after],
             )
         return DaskGraph(
             graph=graph,
             node_keys=node_keys,
             output_keys={name: data_keys[name] for name in self.free_outputs},
         )
+
+
+def input_key(name: str, token: str) -> str:
+    """The key under which the driver ships the in-memory pipeline input ``name``."""
+    return f"{name}-{token}-input"
 
 
 def _unique(names: list[str]) -> list[str]:

@@ -1,0 +1,617 @@
+"""``DaskRunner`` end to end on the session's real Dask cluster, compared with
+Kedro's ``SequentialRunner`` on the same pipelines and data."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from dask.utils import key_split
+from distributed import get_client, get_worker
+from kedro.framework.hooks import hook_impl
+from kedro.framework.hooks.manager import _create_hook_manager
+from kedro.io import DataCatalog, MemoryDataset
+from kedro.pipeline import Pipeline, node
+from kedro.runner import SequentialRunner
+from kedro_datasets.pandas import CSVDataset, ParquetDataset
+
+from {{ cookiecutter.python_package }}.runner import DaskRunner
+
+from .conftest import scheduler_keys_in_memory, scheduler_task_keys, wait_until
+
+RUNNER_LOGGER = DaskRunner.__module__  # AbstractRunner logs as its class's module
+
+
+# --------------------------------------------------------------------------- #
+# Node functions (module level: the workers import them from this module)
+# --------------------------------------------------------------------------- #
+def prepare(raw: pd.DataFrame, factor: int) -> pd.DataFrame:
+    return raw.assign(scaled=raw["value"] * factor)
+
+
+def stats_by_group(df: pd.DataFrame) -> pd.DataFrame:
+    return df.groupby("group", as_index=False)["scaled"].sum()
+
+
+def top_rows(df: pd.DataFrame) -> pd.DataFrame:
+    return df.nlargest(2, "scaled").reset_index(drop=True)
+
+
+def row_count(df: pd.DataFrame) -> int:
+    return len(df)
+
+
+def combine(
+    by_group: pd.DataFrame, top: pd.DataFrame, n_rows: int
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    summary = by_group.assign(n_rows=n_rows, top_total=int(top["scaled"].sum()))
+    return summary, {"groups": len(by_group), "total": int(summary["scaled"].sum())}
+
+
+def echo_pid(_data: Any) -> int:
+    return os.getpid()
+
+
+def make_early(n: int) -> list[int]:
+    return list(range(n))
+
+
+def use_early(early: list[int]) -> int:
+    return sum(early)
+
+
+def wait_for_release(mid: int, early_node: str) -> dict[str, Any]:
+    """Poll the scheduler, from inside a task, until the cluster no longer holds
+    the result of ``early_node``; report the keys it holds at that point."""
+    client = get_client()
+    deadline = time.monotonic() + 10
+    while True:
+        keys = client.run_on_scheduler(scheduler_keys_in_memory)
+        if not any(key_split(key) == early_node for key in keys):
+            break
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    return {"mid": mid, "keys": keys, "my_key": get_worker().get_current_task()}
+
+
+def chunks(n: int):
+    for i in range(n):
+        yield pd.DataFrame({"chunk": [i], "square": [i * i]})
+
+
+def last_square(df: pd.DataFrame) -> int:
+    return int(df["square"].iloc[-1])
+
+
+def boom(_data: Any) -> Any:
+    raise ValueError("boom")
+
+
+def current_key(_data: Any) -> str:
+    return get_worker().get_current_task()
+
+
+def slow_identity(data: Any) -> Any:
+    time.sleep(0.5)
+    return data
+
+
+# --------------------------------------------------------------------------- #
+# Hooks and catalogs
+# --------------------------------------------------------------------------- #
+class WhereHooks:
+    """Writes one file per hook call recording where it ran."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = str(directory)
+
+    def _record(self, hook: str, **fields: Any) -> None:
+        try:
+            worker = get_worker().address
+        except ValueError:
+            worker = None
+        record = {"hook": hook, "pid": os.getpid(), "worker": worker, **fields}
+        name = f"{hook}-{fields.get('node')}-{fields.get('dataset')}-{time.time_ns()}"
+        Path(self.directory, name + ".json").write_text(json.dumps(record))
+
+    @hook_impl
+    def before_node_run(self, node):
+        self._record("before_node_run", node=node.name)
+
+    @hook_impl
+    def after_node_run(self, node):
+        self._record("after_node_run", node=node.name)
+
+    @hook_impl
+    def before_dataset_loaded(self, dataset_name, node):
+        self._record("before_dataset_loaded", node=node.name, dataset=dataset_name)
+
+    @hook_impl
+    def after_dataset_saved(self, dataset_name, node):
+        self._record("after_dataset_saved", node=node.name, dataset=dataset_name)
+
+
+class RecordingCatalog(DataCatalog):
+    """A catalog recording the ``release`` and ``confirm`` calls a runner makes."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.calls: list[tuple[str, str]] = []
+
+    def release(self, ds_name: str) -> None:
+        self.calls.append(("release", ds_name))
+        super().release(ds_name)
+
+    def confirm(self, ds_name: str) -> None:
+        self.calls.append(("confirm", ds_name))
+        super().confirm(ds_name)
+
+
+class ConfirmableMemoryDataset(MemoryDataset):
+    """A memory dataset that can be confirmed (``node(..., confirms=...)``)."""
+
+    def confirm(self) -> None:
+        pass
+
+
+# --------------------------------------------------------------------------- #
+# The fan-out / fan-in pipeline and its data
+# --------------------------------------------------------------------------- #
+RAW = pd.DataFrame(
+    {"group": ["a", "b", "a", "c", "b", "a"], "value": [1, 2, 3, 4, 5, 6]}
+)
+
+
+def fan_pipeline() -> Pipeline:
+    """raw (CSV) -> prepare -> prepared (memory) -> three branches: by_group
+    (Parquet), top (memory) and n_rows (memory, undeclared) -> combine ->
+    summary (CSV) and metrics (memory, a free output); top -> echo_pid -> pid
+    (undeclared, a free output)."""
+    return Pipeline(
+        [
+            node(prepare, ["raw", "params:factor"], "prepared", name="prepare"),
+            node(stats_by_group, "prepared", "by_group", name="stats_by_group"),
+            node(top_rows, "prepared", "top", name="top_rows"),
+            node(row_count, "prepared", "n_rows", name="row_count"),
+            node(
+                combine,
+                ["by_group", "top", "n_rows"],
+                ["summary", "metrics"],
+                name="combine",
+            ),
+            node(echo_pid, "top", "pid", name="echo_pid"),
+        ]
+    )
+
+
+def fan_catalog(directory: Path, catalog_class: type = DataCatalog) -> DataCatalog:
+    directory.mkdir(parents=True, exist_ok=True)
+    raw = CSVDataset(filepath=str(directory / "raw.csv"), save_args={"index": False})
+    raw.save(RAW)
+    return catalog_class(
+        datasets={
+            "raw": raw,
+            "params:factor": MemoryDataset(10),
+            "prepared": MemoryDataset(),
+            "by_group": ParquetDataset(filepath=str(directory / "by_group.parquet")),
+            "top": MemoryDataset(),
+            "summary": CSVDataset(
+                filepath=str(directory / "summary.csv"), save_args={"index": False}
+            ),
+            "metrics": MemoryDataset(),
+        }
+    )
+
+
+def _run_both(
+    tmp_path: Path,
+    pipeline: Pipeline,
+    dask_runner: DaskRunner,
+    catalog_factory=fan_catalog,
+    **run_kwargs: Any,
+) -> tuple[tuple[DataCatalog, dict], tuple[DataCatalog, dict]]:
+    sequential_catalog = catalog_factory(tmp_path / "sequential")
+    sequential = SequentialRunner().run(pipeline, sequential_catalog, **run_kwargs)
+    dask_catalog = catalog_factory(tmp_path / "dask")
+    dask = dask_runner.run(pipeline, dask_catalog, **run_kwargs)
+    return (sequential_catalog, sequential), (dask_catalog, dask)
+
+
+def _assert_same_fan_results(
+    sequential_catalog: DataCatalog, dask_catalog: DataCatalog, directory: Path
+) -> None:
+    for name in ("summary", "by_group"):
+        pd.testing.assert_frame_equal(
+            dask_catalog.load(name), sequential_catalog.load(name)
+        )
+    # Persisted outputs were written to the Dask run's own files.
+    assert (directory / "dask" / "summary.csv").is_file()
+    assert (directory / "dask" / "by_group.parquet").is_file()
+    assert dask_catalog.load("metrics") == sequential_catalog.load("metrics")
+    assert dask_catalog.load("metrics") == {"groups": 3, "total": 210}
+
+
+# --------------------------------------------------------------------------- #
+# Results
+# --------------------------------------------------------------------------- #
+def test_results_equal_sequential_runner(tmp_path, client_args):
+    (seq_catalog, seq_out), (dask_catalog, dask_out) = _run_both(
+        tmp_path, fan_pipeline(), DaskRunner(client_args=client_args)
+    )
+
+    _assert_same_fan_results(seq_catalog, dask_catalog, tmp_path)
+    # Same return value: the pipeline's outputs, as datasets.
+    assert set(dask_out) == set(seq_out) == {"summary", "metrics", "pid"}
+    pd.testing.assert_frame_equal(dask_out["summary"].load(), seq_out["summary"].load())
+
+
+def test_free_outputs_come_back_to_the_driver(tmp_path, client_args):
+    catalog = fan_catalog(tmp_path)
+
+    result = DaskRunner(client_args=client_args).run(fan_pipeline(), catalog)
+
+    # ``pid`` is not declared anywhere: it comes back from a worker process.
+    assert result["pid"].load() == catalog.load("pid")
+    assert isinstance(catalog.load("pid"), int)
+    assert catalog.load("pid") != os.getpid()
+    # A declared free output of a node with several outputs, too.
+    assert result["metrics"].load() == {"groups": 3, "total": 210}
+
+
+def test_async_mode_gives_the_same_results(tmp_path, client_args):
+    (seq_catalog, _), (dask_catalog, _) = _run_both(
+        tmp_path, fan_pipeline(), DaskRunner(client_args=client_args, is_async=True)
+    )
+
+    _assert_same_fan_results(seq_catalog, dask_catalog, tmp_path)
+
+
+def test_memory_pipeline_inputs_are_shipped(tmp_path, client_args):
+    pipeline = Pipeline(
+        [
+            node(make_early, "n", "early", name="make_early"),
+            node(use_early, "early", "total", name="use_early"),
+            node(use_early, "early", "total_again", name="use_early_again"),
+        ]
+    )
+    catalog = DataCatalog(datasets={"n": MemoryDataset(5)})
+
+    DaskRunner(client_args=client_args).run(pipeline, catalog)
+
+    assert catalog.load("total") == catalog.load("total_again") == 10
+
+
+# --------------------------------------------------------------------------- #
+# Memory on the cluster
+# --------------------------------------------------------------------------- #
+def test_intermediates_are_released_from_the_cluster(tmp_path, client_args, inspector):
+    pipeline = Pipeline(
+        [
+            node(make_early, "n", "early", name="make_early"),
+            node(use_early, "early", "mid", name="use_early"),
+            node(
+                wait_for_release,
+                ["mid", "params:early_node"],
+                "report",
+                name="wait_for_release",
+            ),
+        ]
+    )
+    catalog = DataCatalog(
+        datasets={
+            "n": MemoryDataset(4),
+            "params:early_node": MemoryDataset("make_early"),
+        }
+    )
+
+    DaskRunner(client_args=client_args).run(pipeline, catalog)
+
+    report = catalog.load("report")
+    assert report["mid"] == 6
+    token = report["my_key"].rsplit("-", 1)[1]
+    assert key_split(report["my_key"]) == "wait_for_release"
+    run_keys = [key for key in report["keys"] if token in key]
+    # While the last node ran, the result it uses was still held...
+    assert any(key_split(key) == "use_early" for key in run_keys), report["keys"]
+    # ... but the first node's result, no longer needed, was released.
+    assert not any(key_split(key) == "make_early" for key in run_keys), report["keys"]
+    # And once the run is over, nothing of it is left on the cluster.
+    assert wait_until(
+        lambda: (
+            not any(
+                token in key for key in inspector.run_on_scheduler(scheduler_task_keys)
+            )
+        )
+    ), inspector.run_on_scheduler(scheduler_task_keys)
+
+
+def test_task_keys_are_unique_per_run(client_args):
+    pipeline = Pipeline([node(current_key, "x", "key", name="current_key")])
+    keys = []
+    for _ in range(2):
+        catalog = DataCatalog(datasets={"x": MemoryDataset(1)})
+        DaskRunner(client_args=client_args).run(pipeline, catalog)
+        keys.append(catalog.load("key"))
+
+    assert keys[0] != keys[1]
+    assert [key_split(key) for key in keys] == ["current_key", "current_key"]
+
+
+# --------------------------------------------------------------------------- #
+# Hooks
+# --------------------------------------------------------------------------- #
+def test_node_and_dataset_hooks_run_on_the_workers(
+    tmp_path, client_args, worker_addresses
+):
+    records_dir = tmp_path / "hooks"
+    records_dir.mkdir()
+    hook_manager = _create_hook_manager()
+    hook_manager.register(WhereHooks(records_dir))
+
+    DaskRunner(client_args=client_args).run(
+        fan_pipeline(), fan_catalog(tmp_path / "data"), hook_manager=hook_manager
+    )
+
+    records = [json.loads(p.read_text()) for p in records_dir.glob("*.json")]
+    by_hook: dict[str, set] = {}
+    for record in records:
+        by_hook.setdefault(record["hook"], set()).add(
+            (record["node"], record.get("dataset"))
+        )
+    node_names = {n.name for n in fan_pipeline().nodes}
+    assert {n for n, _ in by_hook["before_node_run"]} == node_names
+    assert {n for n, _ in by_hook["after_node_run"]} == node_names
+    assert ("prepare", "raw") in by_hook["before_dataset_loaded"]
+    assert ("combine", "top") in by_hook["before_dataset_loaded"]
+    assert ("stats_by_group", "by_group") in by_hook["after_dataset_saved"]
+    assert ("combine", "summary") in by_hook["after_dataset_saved"]
+    # They ran in the worker processes, not in the driver.
+    assert os.getpid() not in {record["pid"] for record in records}
+    addresses = {record["worker"] for record in records}
+    assert addresses <= worker_addresses, (addresses, worker_addresses)
+    assert None not in addresses
+
+
+def test_unpicklable_hook_is_skipped_with_a_warning(tmp_path, client_args, caplog):
+    class LocalHooks:  # defined in a function, holding a lock: cannot be pickled
+        def __init__(self):
+            import threading
+
+            self.lock = threading.Lock()
+
+        @hook_impl
+        def before_node_run(self, node):
+            pass
+
+    hook_manager = _create_hook_manager()
+    hook_manager.register(LocalHooks())
+    catalog = DataCatalog(datasets={"n": MemoryDataset(3)})
+
+    with caplog.at_level(logging.WARNING):
+        DaskRunner(client_args=client_args).run(
+            Pipeline([node(make_early, "n", "early", name="make_early")]),
+            catalog,
+            hook_manager=hook_manager,
+        )
+
+    assert catalog.load("early") == [0, 1, 2]
+    assert "cannot be pickled" in caplog.text
+
+
+# --------------------------------------------------------------------------- #
+# Generators, only_missing_outputs
+# --------------------------------------------------------------------------- #
+def _generator_pipeline() -> Pipeline:
+    return Pipeline(
+        [
+            node(chunks, "n", "frames", name="chunks"),
+            node(last_square, "frames", "last", name="last_square"),
+        ]
+    )
+
+
+def _generator_catalog(directory: Path) -> DataCatalog:
+    return DataCatalog(datasets={"n": MemoryDataset(4)})
+
+
+def test_generator_node_gives_the_same_results(tmp_path, client_args):
+    (seq_catalog, _), (dask_catalog, _) = _run_both(
+        tmp_path,
+        _generator_pipeline(),
+        DaskRunner(client_args=client_args),
+        catalog_factory=_generator_catalog,
+    )
+
+    assert dask_catalog.load("last") == seq_catalog.load("last") == 9
+
+
+def test_generator_node_with_async_fails_as_in_sequential_runner(client_args):
+    errors = []
+    for runner in (
+        SequentialRunner(is_async=True),
+        DaskRunner(client_args=client_args, is_async=True),
+    ):
+        with pytest.raises(ValueError, match="generator") as excinfo:
+            runner.run(_generator_pipeline(), _generator_catalog(Path()))
+        errors.append(str(excinfo.value))
+
+    assert errors[0] == errors[1]
+
+
+def _missing_outputs_pipeline() -> Pipeline:
+    return Pipeline(
+        [
+            node(prepare, ["raw", "params:factor"], "prepared", name="prepare"),
+            node(stats_by_group, "prepared", "by_group", name="stats_by_group"),
+            node(top_rows, "by_group", "top", name="top_rows"),
+        ]
+    )
+
+
+def _missing_outputs_catalog(directory: Path) -> DataCatalog:
+    catalog = fan_catalog(directory)
+    catalog["top"] = CSVDataset(
+        filepath=str(directory / "top.csv"), save_args={"index": False}
+    )
+    return catalog
+
+
+def test_only_missing_outputs_skips_nodes_with_persisted_outputs(
+    tmp_path, client_args, caplog
+):
+    runner = DaskRunner(client_args=client_args)
+    runner.run(_missing_outputs_pipeline(), _missing_outputs_catalog(tmp_path))
+    by_group, top = tmp_path / "by_group.parquet", tmp_path / "top.csv"
+    by_group_mtime = by_group.stat().st_mtime_ns
+    expected_top = pd.read_csv(top)
+    top.unlink()
+    caplog.clear()
+
+    with caplog.at_level(logging.INFO, logger=RUNNER_LOGGER):
+        runner.run(
+            _missing_outputs_pipeline(),
+            _missing_outputs_catalog(tmp_path),
+            only_missing_outputs=True,
+        )
+
+    assert by_group.stat().st_mtime_ns == by_group_mtime  # not run again
+    pd.testing.assert_frame_equal(pd.read_csv(top), expected_top)  # run again
+    assert "Running 1 out of 3 nodes" in caplog.text
+    completed = re.findall(r"Completed node: (\S+)", caplog.text)
+    assert completed == ["top_rows"]
+
+    # Nothing missing: nothing runs, and an empty run is fine.
+    top_mtime = top.stat().st_mtime_ns
+    runner.run(
+        _missing_outputs_pipeline(),
+        _missing_outputs_catalog(tmp_path),
+        only_missing_outputs=True,
+    )
+    assert top.stat().st_mtime_ns == top_mtime
+
+
+# --------------------------------------------------------------------------- #
+# Failures
+# --------------------------------------------------------------------------- #
+def _failing_pipeline() -> Pipeline:
+    return Pipeline(
+        [
+            node(prepare, ["raw", "params:factor"], "prepared", name="prepare"),
+            node(stats_by_group, "prepared", "by_group", name="stats_by_group"),
+            node(boom, "by_group", "never", name="explode"),
+            node(top_rows, "never", "top", name="after_explode"),
+        ]
+    )
+
+
+def test_failing_node_raises_its_error_and_suggests_a_resume(
+    tmp_path, client_args, caplog, inspector
+):
+    seq_catalog = fan_catalog(tmp_path / "sequential")
+    with caplog.at_level(logging.WARNING), pytest.raises(ValueError) as seq_exc:
+        SequentialRunner().run(_failing_pipeline(), seq_catalog)
+    seq_hint = [r.getMessage() for r in caplog.records if "--from-nodes" in r.message]
+    caplog.clear()
+
+    catalog = fan_catalog(tmp_path / "dask")
+    with caplog.at_level(logging.WARNING), pytest.raises(ValueError) as excinfo:
+        DaskRunner(client_args=client_args).run(_failing_pipeline(), catalog)
+
+    error = excinfo.value
+    assert type(error) is ValueError
+    assert str(error) == str(seq_exc.value) == "boom"
+    notes = getattr(error, "__notes__", [])
+    assert any("explode" in note for note in notes), notes
+    hints = [r for r in caplog.records if "--from-nodes" in r.getMessage()]
+    assert [r.name for r in hints] == [RUNNER_LOGGER]
+    assert [r.getMessage() for r in hints] == seq_hint
+    assert '--from-nodes "explode"' in hints[0].getMessage()
+    # What finished before the failure is intact.
+    pd.testing.assert_frame_equal(
+        catalog.load("by_group"), seq_catalog.load("by_group")
+    )
+    assert not (tmp_path / "dask" / "top.csv").exists()
+    # Nothing of the failed run is left on the cluster.
+    assert wait_until(lambda: not inspector.run_on_scheduler(scheduler_task_keys))
+
+
+def test_failure_in_first_node_says_no_node_ran(tmp_path, client_args, caplog):
+    pipeline = Pipeline([node(boom, "raw", "never", name="explode")])
+
+    with caplog.at_level(logging.WARNING), pytest.raises(ValueError, match="boom"):
+        DaskRunner(client_args=client_args).run(pipeline, fan_catalog(tmp_path))
+
+    assert "No nodes ran" in caplog.text
+
+
+def test_unsatisfied_inputs_raise_as_in_sequential_runner(client_args):
+    pipeline = Pipeline([node(use_early, "not_in_catalog", "out", name="use")])
+    errors = []
+    for runner in (SequentialRunner(), DaskRunner(client_args=client_args)):
+        with pytest.raises(ValueError, match="not_in_catalog") as excinfo:
+            runner.run(pipeline, DataCatalog())
+        errors.append(str(excinfo.value))
+
+    assert errors[0] == errors[1]
+
+
+# --------------------------------------------------------------------------- #
+# The driver's catalog
+# --------------------------------------------------------------------------- #
+def _confirm_pipeline() -> Pipeline:
+    return Pipeline(
+        [
+            *fan_pipeline().nodes,
+            node(
+                slow_identity,
+                "n_rows",
+                "checked",
+                name="checkpoint",
+                confirms="checkpoint_ds",
+            ),
+        ]
+    )
+
+
+def _confirm_catalog(directory: Path) -> RecordingCatalog:
+    catalog = fan_catalog(directory, RecordingCatalog)
+    catalog["checkpoint_ds"] = ConfirmableMemoryDataset()
+    return catalog
+
+
+def test_release_and_confirm_calls_equal_sequential_runner(tmp_path, client_args):
+    (seq_catalog, _), (dask_catalog, _) = _run_both(
+        tmp_path,
+        _confirm_pipeline(),
+        DaskRunner(client_args=client_args),
+        catalog_factory=_confirm_catalog,
+    )
+
+    assert ("confirm", "checkpoint_ds") in seq_catalog.calls
+    assert any(call[0] == "release" for call in seq_catalog.calls)
+    assert sorted(dask_catalog.calls) == sorted(seq_catalog.calls)
+
+
+def test_node_name_equal_to_a_memory_input_name(client_args):
+    """Kedro lets a node share its name with a dataset; keys must not collide."""
+    pipeline = Pipeline(
+        [
+            node(make_early, "n", "early", name="n"),
+            node(use_early, "early", "total", name="use_early"),
+        ]
+    )
+    results = []
+    for runner in (SequentialRunner(), DaskRunner(client_args=client_args)):
+        catalog = DataCatalog(datasets={"n": MemoryDataset(4)})
+        runner.run(pipeline, catalog)
+        results.append(catalog.load("total"))
+
+    assert results == [6, 6]

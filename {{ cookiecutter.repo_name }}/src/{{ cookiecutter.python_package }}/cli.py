@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 
 DASK_CLIENT_PARAMS = "dask_client"
 """The parameters key holding ``DaskRunner``'s ``client_args``."""
+DASK_RUNNER_PARAMS = "dask_runner"
+"""The parameters key holding ``DaskRunner``'s other options (progress, ...)."""
 
 
 @click.group(context_settings=CONTEXT_SETTINGS, name=__file__)
@@ -116,12 +118,13 @@ def _instantiate_runner(
     """Create the runner named on the command line.
 
     A ``DaskRunner`` (or subclass) gets ``client_args`` from the environment's
-    ``dask_client`` parameters, updated by ``--runner-params client_args.<key>=...``
-    (the command line wins).
+    ``dask_client`` parameters, updated by ``--runner-params client_args.<key>=...``,
+    and its other options from the ``dask_runner`` parameters, updated by
+    ``--runner-params <option>=...``: the command line wins.
 
     Raises:
         KedroCliError: The runner cannot be loaded, its parameters do not fit it,
-            or ``dask_client`` is not a mapping.
+            or ``dask_client``/``dask_runner`` is not a mapping.
     """
     try:
         runner_class = load_obj(runner or "SequentialRunner", "kedro.runner")
@@ -130,18 +133,12 @@ def _instantiate_runner(
     runner_kwargs = _resolve_runner_kwargs(is_async, dict(runner_params or {}))
 
     if isinstance(runner_class, type) and issubclass(runner_class, DaskRunner):
-        from_conf = project_context.params.get(DASK_CLIENT_PARAMS) or {}
-        from_cli = runner_kwargs.get("client_args") or {}
-        for source, value in (
-            (f"'{DASK_CLIENT_PARAMS}' parameters", from_conf),
-            ("--runner-params client_args", from_cli),
-        ):
-            if not isinstance(value, Mapping):
-                raise KedroCliError(
-                    f"{source} must be a mapping of Dask client options, "
-                    f"got {type(value).__name__}: {value!r}"
-                )
-        runner_kwargs["client_args"] = {**from_conf, **from_cli}
+        params = project_context.params
+        client_args = _mapping(params.get(DASK_CLIENT_PARAMS), DASK_CLIENT_PARAMS)
+        from_cli = _mapping(runner_kwargs.get("client_args"), "client_args")
+        runner_kwargs["client_args"] = {**client_args, **from_cli}
+        options = _mapping(params.get(DASK_RUNNER_PARAMS), DASK_RUNNER_PARAMS)
+        runner_kwargs = {**options, **runner_kwargs}
 
     try:
         return runner_class(**runner_kwargs)
@@ -151,3 +148,14 @@ def _instantiate_runner(
         raise KedroCliError(
             f"--runner-params do not fit {runner_class.__name__}: {exc}"
         ) from None
+
+
+def _mapping(value: Any, name: str) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise KedroCliError(
+            f"'{name}' must be a mapping of options, got "
+            f"{type(value).__name__}: {value!r}"
+        )
+    return value

@@ -16,6 +16,7 @@ from typing import Any
 
 import dask.config
 from distributed import Client, LocalCluster, Nanny, Security
+from kedro.utils import load_obj
 
 from .errors import DaskClusterError
 
@@ -42,6 +43,9 @@ _CLIENT_OPTIONS = frozenset(
 )
 # Options of the runner itself, valid whichever way the cluster comes.
 _RUN_OPTIONS = frozenset({"worker_wait"})
+# Any cluster class, by import path: {"class": ..., "kwargs": {...}, "adapt": {...}}
+_CLUSTER_OPTION = "cluster"
+_CLUSTER_KEYS = frozenset({"class", "kwargs", "adapt"})
 # Options that only make sense when the runner starts a LocalCluster: those of
 # LocalCluster itself and those it forwards to each worker's Nanny.
 _LOCAL_CLUSTER_OPTIONS = (
@@ -70,14 +74,17 @@ def validate_client_args(client_args: Mapping[str, Any] | None) -> dict[str, Any
             f"{type(client_args).__name__}: {client_args!r}"
         )
     args = dict(client_args)
-    known = _CLIENT_OPTIONS | _RUN_OPTIONS | _LOCAL_CLUSTER_OPTIONS
+    known = _CLIENT_OPTIONS | _RUN_OPTIONS | _LOCAL_CLUSTER_OPTIONS | {_CLUSTER_OPTION}
     for key in args:
         if key not in known:
             raise DaskClusterError(
                 f"Unknown dask_client option '{key}'. Use 'address' to connect to a "
-                f"scheduler, or LocalCluster options such as 'n_workers', "
-                f"'threads_per_worker', 'processes', 'memory_limit'."
+                f"scheduler, 'cluster' to start any cluster class, or LocalCluster "
+                f"options such as 'n_workers', 'threads_per_worker', 'processes', "
+                f"'memory_limit'."
             )
+    if _CLUSTER_OPTION in args:
+        _validate_cluster_block(args)
     remote = [key for key in ("address", "scheduler_file") if args.get(key)]
     if remote:
         local_only = sorted(set(args) & (_LOCAL_CLUSTER_OPTIONS - {"name", "security"}))
@@ -89,6 +96,32 @@ def validate_client_args(client_args: Mapping[str, Any] | None) -> dict[str, Any
     if "security" in args:
         args["security"] = _security(args["security"])
     return args
+
+
+def _validate_cluster_block(args: Mapping[str, Any]) -> None:
+    block = args[_CLUSTER_OPTION]
+    if not isinstance(block, Mapping) or "class" not in block:
+        raise DaskClusterError(
+            "dask_client option 'cluster' must be a mapping with 'class' (an import "
+            "path such as dask_jobqueue.SLURMCluster) and optional 'kwargs', 'adapt'."
+        )
+    for key in block:
+        if key not in _CLUSTER_KEYS:
+            raise DaskClusterError(
+                f"Unknown key 'cluster.{key}' in dask_client; expected "
+                f"{', '.join(sorted(_CLUSTER_KEYS))}."
+            )
+    for key in ("kwargs", "adapt"):
+        if not isinstance(block.get(key) or {}, Mapping):
+            raise DaskClusterError(
+                f"dask_client option 'cluster.{key}' must be a mapping."
+            )
+    others = sorted(set(args) - {_CLUSTER_OPTION, "timeout", "security"} - _RUN_OPTIONS)
+    if others:
+        raise DaskClusterError(
+            f"dask_client option '{others[0]}' cannot be combined with 'cluster'; "
+            f"put cluster options under 'cluster.kwargs'."
+        )
 
 
 def _security(value: Any) -> Security | bool:
@@ -116,9 +149,12 @@ class DaskCluster:
 
     1. ``address`` (or ``scheduler_file``) in ``client_args``: connect to that
        scheduler.
-    2. LocalCluster options (``n_workers``, ``threads_per_worker``, ``processes``,
+    2. ``cluster``: ``{"class": "dask_jobqueue.SLURMCluster", "kwargs": {...},
+       "adapt": {"minimum": 1, "maximum": 10}}``: create that cluster (any class
+       with Dask's cluster interface), scale it adaptively if asked.
+    3. LocalCluster options (``n_workers``, ``threads_per_worker``, ``processes``,
        ``memory_limit``, ...): start a LocalCluster with them.
-    3. Nothing: reuse the process's current ``distributed.Client`` (left open), else
+    4. Nothing: reuse the process's current ``distributed.Client`` (left open), else
        the ``scheduler-address`` of the Dask config (``DASK_SCHEDULER_ADDRESS``),
        else start a LocalCluster.
 
@@ -130,6 +166,9 @@ class DaskCluster:
 
     def __init__(self, client_args: Mapping[str, Any] | None = None):
         self._args = validate_client_args(client_args)
+        self.workers_are_local = False
+        """Whether the last ``connect`` started a LocalCluster in this process, whose
+        workers share this machine's files and this process's console."""
 
     @property
     def worker_wait(self) -> float:
@@ -140,6 +179,11 @@ class DaskCluster:
     def connect(self) -> Iterator[Client]:
         """Yield a connected client; close what was opened here on exit."""
         args = {k: v for k, v in self._args.items() if k not in _RUN_OPTIONS}
+        self.workers_are_local = False
+        if _CLUSTER_OPTION in args:
+            with self._any_cluster(**args) as client:
+                yield client
+            return
         if args.get("address") or args.get("scheduler_file"):
             with self._connect(**args) as client:
                 yield client
@@ -185,20 +229,43 @@ class DaskCluster:
         finally:
             client.close()
 
-    @staticmethod
     @contextmanager
-    def _local_cluster(**options: Any) -> Iterator[Client]:
-        timeout = options.pop("timeout", DEFAULT_CONNECT_TIMEOUT)
-        if options.get("processes", True) or options.get("protocol"):
-            # A thread-only cluster talks in-process (inproc://) and has no host.
-            options.setdefault("host", _LOCALHOST)
-        options.setdefault("dashboard_address", f"{_LOCALHOST}:8787")
-        cluster = LocalCluster(**options)
+    def _any_cluster(
+        self, cluster: Mapping[str, Any], **client_kwargs: Any
+    ) -> Iterator[Client]:
+        cluster_class = load_obj(cluster["class"])
+        kwargs = dict(cluster.get("kwargs") or {})
+        if isinstance(cluster_class, type) and issubclass(cluster_class, LocalCluster):
+            kwargs = _loopback_only(kwargs)
+        if "security" in client_kwargs:
+            kwargs.setdefault("security", client_kwargs["security"])
+        with self._own(
+            cluster_class(**kwargs), cluster.get("adapt"), client_kwargs
+        ) as c:
+            yield c
+
+    @contextmanager
+    def _local_cluster(self, **options: Any) -> Iterator[Client]:
+        client_kwargs = {"timeout": options.pop("timeout", DEFAULT_CONNECT_TIMEOUT)}
+        cluster = LocalCluster(**_loopback_only(options))
+        with self._own(cluster, None, client_kwargs) as client:
+            yield client
+
+    @contextmanager
+    def _own(
+        self, cluster: Any, adapt: Mapping[str, Any] | None, client_kwargs: dict
+    ) -> Iterator[Client]:
+        """Connect to a cluster started here; close client and cluster at the end."""
         try:
-            client = Client(cluster, timeout=timeout, set_as_default=False)
+            if adapt:
+                cluster.adapt(**adapt)
+            self.workers_are_local = isinstance(cluster, LocalCluster)
+            client_kwargs.setdefault("timeout", DEFAULT_CONNECT_TIMEOUT)
+            client = Client(cluster, set_as_default=False, **client_kwargs)
             try:
                 logger.info(
-                    "Started a Dask LocalCluster at %s; dashboard: %s",
+                    "Started a Dask %s at %s; dashboard: %s",
+                    type(cluster).__name__,
                     cluster.scheduler_address,
                     client.dashboard_link,
                 )
@@ -207,6 +274,16 @@ class DaskCluster:
                 client.close()
         finally:
             cluster.close()
+
+
+def _loopback_only(options: dict[str, Any]) -> dict[str, Any]:
+    """LocalCluster options defaulting every listener to 127.0.0.1."""
+    options = dict(options)
+    if options.get("processes", True) or options.get("protocol"):
+        # A thread-only cluster talks in-process (inproc://) and has no host.
+        options.setdefault("host", _LOCALHOST)
+    options.setdefault("dashboard_address", f"{_LOCALHOST}:8787")
+    return options
 
 
 def _current_client() -> Client | None:

@@ -22,6 +22,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from contextlib import ExitStack
 from itertools import chain
 from typing import TYPE_CHECKING, Any
 
@@ -32,10 +33,11 @@ from kedro.runner import AbstractRunner
 from .cluster import DaskCluster
 from .errors import DaskClusterError
 from .graph import DaskGraph, PipelineGraph, input_key
+from .services import NodeProgress, RunOptions, run_services
 from .worker import RunContext, picklable_node_hooks
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Mapping, Sequence
 
     from distributed import Client, Future
     from kedro.io import CatalogProtocol
@@ -68,6 +70,12 @@ class DaskRunner(AbstractRunner):
         self,
         client_args: Mapping[str, Any] | None = None,
         is_async: bool = False,
+        *,
+        progress: bool | None = None,
+        forward_logs: bool | None = None,
+        ship_code: bool | None = None,
+        performance_report: str | None = None,
+        node_options: Sequence[Mapping[str, Any]] | None = None,
     ):
         """Instantiates the runner.
 
@@ -81,12 +89,32 @@ class DaskRunner(AbstractRunner):
                 the wait for a first worker (default 60 s).
             is_async: If True, the node inputs and outputs are loaded and saved
                 asynchronously with threads on the worker. Defaults to False.
+            progress: Live progress display; default: on a terminal.
+            forward_logs: Show in the driver what nodes log on workers; default:
+                unless the workers are this runner's own LocalCluster.
+            ship_code: Send the project package to the workers at the start of
+                the run; default: unless the workers are this runner's own
+                LocalCluster.
+            performance_report: Path of Dask's HTML performance report of the run.
+            node_options: Rules giving Dask ``resources``, ``retries``,
+                ``priority``, ... to the nodes selected by ``tags`` or ``nodes``.
+            The keyword options are the ``dask_runner`` parameters; see
+            ``services.RunOptions``.
 
         Raises:
-            DaskClusterError: ``client_args`` is invalid.
+            DaskRunnerError: ``client_args`` or an option is invalid.
         """
         super().__init__(is_async=is_async)
         self._cluster = DaskCluster(client_args)
+        self._options = RunOptions.from_mapping(
+            {
+                "progress": progress,
+                "forward_logs": forward_logs,
+                "ship_code": ship_code,
+                "performance_report": performance_report,
+                "node_options": node_options,
+            }
+        )
 
     def _get_executor(self, max_workers: int) -> None:
         """Dask is the executor; there is no ``concurrent.futures`` pool."""
@@ -116,14 +144,31 @@ class DaskRunner(AbstractRunner):
         graph = PipelineGraph(pipeline, catalog)
         context = _pickled_run_context(hook_manager, run_id, self._is_async)
         token = uuid.uuid4().hex
-        with self._cluster.connect() as client:
+        with ExitStack() as stack:
+            client = stack.enter_context(self._cluster.connect())
             worker_wait = self._cluster.worker_wait
             _wait_for_workers(client, worker_wait)
+            stack.enter_context(
+                run_services(
+                    client,
+                    self._options,
+                    workers_are_local=self._cluster.workers_are_local,
+                    package_name=_package_name(),
+                    token=token,
+                )
+            )
             inputs = _ship_inputs(client, catalog, graph.memory_inputs, token)
-            dask_graph = graph.to_dask(token, context, inputs)
+            dask_graph = graph.to_dask(
+                token, context, inputs, node_options=self._options.annotations
+            )
             del inputs  # the graph holds them from now on
-            with _WorkerWatch(client, worker_wait) as watch:
-                outputs = self._follow(client, pipeline, catalog, dask_graph, watch)
+            progress = stack.enter_context(
+                NodeProgress(len(pipeline.nodes), self._options.progress)
+            )
+            watch = stack.enter_context(
+                _WorkerWatch(client, worker_wait, token, progress)
+            )
+            outputs = self._follow(client, pipeline, catalog, dask_graph, watch)
 
         for name, value in outputs.items():
             catalog.save(name, value)
@@ -146,7 +191,7 @@ class DaskRunner(AbstractRunner):
         output_keys = dask_graph.output_keys
         extra_keys = sorted(set(output_keys.values()) - node_of.keys())
         keys = [dask_graph.node_keys[node] for node in nodes] + extra_keys
-        futures = client.get(dask_graph.graph, keys, sync=False)
+        futures = client.get(dask_graph.submittable(), keys, sync=False)
         kept = {f.key: f for f in futures if f.key in output_keys.values()}
         pending = as_completed(futures[: len(nodes)], loop=client.loop)
         del futures  # so each result is freed as soon as Dask no longer needs it
@@ -158,10 +203,12 @@ class DaskRunner(AbstractRunner):
             for future in pending:
                 node = node_of[future.key]
                 if future.status != "finished":
+                    watch.progress.node_failed()
                     self._suggest_resume_scenario(pipeline, done_nodes, catalog)
                     raise _failure(future, watch)
                 del future
                 done_nodes.add(node)
+                watch.progress.node_done()
                 self._logger.info("Completed node: %s", node.name)
                 self._logger.info(
                     "Completed %d out of %d tasks", len(done_nodes), len(nodes)
@@ -210,12 +257,22 @@ def _ship_inputs(
 class _WorkerWatch:
     """Fails the run, instead of letting it hang, once every worker is gone.
 
-    A thread asks the scheduler how many workers it has; when none has been there
-    for ``worker_wait`` seconds, it records why and calls back to cancel the run.
+    A thread asks the scheduler what its workers are processing; when no worker
+    has been there for ``worker_wait`` seconds, it records why and calls back to
+    cancel the run. It also tells ``progress`` how many nodes are running.
     """
 
-    def __init__(self, client: Client, worker_wait: float, interval: float = 1.0):
+    def __init__(
+        self,
+        client: Client,
+        worker_wait: float,
+        token: str,
+        progress: NodeProgress,
+        interval: float = 1.0,
+    ):
         self._client = client
+        self._token = token
+        self.progress = progress
         self._worker_wait = worker_wait
         self._interval = interval
         self._stop = threading.Event()
@@ -240,10 +297,17 @@ class _WorkerWatch:
         since = None
         while not self._stop.wait(self._interval):
             try:
-                workers = len(self._client.nthreads())
+                processing = self._client.processing()
             except Exception:  # noqa: BLE001 - the client is closing; the run ends
                 return
-            if workers:
+            self.progress.running(
+                sum(
+                    key.endswith(self._token)
+                    for keys in processing.values()
+                    for key in keys
+                )
+            )
+            if processing:
                 since = None
                 continue
             since = since or time.monotonic()
@@ -257,12 +321,16 @@ class _WorkerWatch:
                 return
 
 
+def _package_name() -> str | None:
+    from kedro.framework.project import PACKAGE_NAME
+
+    return PACKAGE_NAME
+
+
 def _pickled_run_context(
     hook_manager: PluginManager | None, run_id: str | None, is_async: bool
 ) -> bytes:
     """Pack what every node of the run needs, leaving out hooks that can't travel."""
-    from kedro.framework.project import PACKAGE_NAME
-
     plugins = []
     for plugin in picklable_node_hooks(hook_manager):
         try:
@@ -278,7 +346,7 @@ def _pickled_run_context(
     context = RunContext(
         run_id=run_id,
         is_async=is_async,
-        package_name=PACKAGE_NAME,
+        package_name=_package_name(),
         hook_plugins=cloudpickle.dumps(plugins),
     )
     return cloudpickle.dumps(context)

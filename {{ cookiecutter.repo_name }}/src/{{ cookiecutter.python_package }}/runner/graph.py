@@ -15,8 +15,8 @@ therefore never imports the project, Kedro or a dataset library: a plain
 from __future__ import annotations
 
 import pickle
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from operator import getitem
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +50,30 @@ class DaskGraph:
     graph: dict[str, Any]
     node_keys: dict[Node, str]
     output_keys: dict[str, str]
+    annotations: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def submittable(self) -> Mapping[str, Any]:
+        """The graph in the form ``Client.get`` takes, with per-node Dask options.
+
+        Nodes sharing the same options (``resources``, ``retries``, ...) form one
+        layer of a ``HighLevelGraph`` annotated with them; without options the
+        plain dict is returned.
+        """
+        if not self.annotations:
+            return self.graph
+        from dask.highlevelgraph import HighLevelGraph, MaterializedLayer
+
+        groups: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+        plain = dict(self.graph)
+        for key, options in self.annotations.items():
+            group = repr(sorted(options.items()))
+            groups.setdefault(group, ({}, options))[0][key] = plain.pop(key)
+        layers = {"kedro": MaterializedLayer(plain)}
+        for index, (tasks, options) in enumerate(groups.values()):
+            layers[f"kedro-options-{index}"] = MaterializedLayer(
+                tasks, annotations=options
+            )
+        return HighLevelGraph(layers, dict.fromkeys(layers, set()))
 
 
 class PipelineGraph:
@@ -103,7 +127,11 @@ class PipelineGraph:
         )
 
     def to_dask(
-        self, token: str, context: bytes, input_keys: Mapping[str, Any]
+        self,
+        token: str,
+        context: bytes,
+        input_keys: Mapping[str, Any],
+        node_options: Callable[[Node], dict[str, Any]] | None = None,
     ) -> DaskGraph:
         """Assemble the Dask graph of one run.
 
@@ -114,6 +142,7 @@ class PipelineGraph:
                 the worker holding it die.
             input_keys: Key (or future) of each in-memory pipeline input; see
                 ``input_key``.
+            node_options: Dask options (``resources``, ``retries``, ...) of a node.
         """
         # Node keys end with the token, other keys with a word: no name can clash.
         context_key = f"kedro-run-{token}-context"
@@ -148,10 +177,15 @@ class PipelineGraph:
                 (pickle.loads, self._payloads[node]),
                 [context_key, [data_keys[name] for name in memory_inputs], after],
             )
+        annotations = {}
+        for node in self.pipeline.nodes if node_options else ():
+            if options := node_options(node):
+                annotations[node_keys[node]] = options
         return DaskGraph(
             graph=graph,
             node_keys=node_keys,
             output_keys={name: data_keys[name] for name in self.free_outputs},
+            annotations=annotations,
         )
 
 

@@ -1,0 +1,98 @@
+"""Worker plugins a run installs on the cluster.
+
+Dask pickles a plugin and runs its ``setup`` on every worker, including those that
+join later. These plugins must work on a worker that cannot import this project
+(that is what ``ShipCode`` is for), so this module imports nothing but the
+standard library and ``distributed``, and is pickled by value (see
+``by_value``): workers receive the code of these classes, not a reference.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import logging
+import sys
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import cloudpickle
+from distributed.diagnostics.plugin import ForwardLoggingPlugin, WorkerPlugin
+
+
+@contextlib.contextmanager
+def by_value() -> Iterator[None]:
+    """Pickle this module's classes by value while registering a plugin."""
+    module = sys.modules[__name__]
+    cloudpickle.register_pickle_by_value(module)
+    try:
+        yield
+    finally:
+        cloudpickle.unregister_pickle_by_value(module)
+
+
+class ShipCode(WorkerPlugin):
+    """Puts a copy of the project package on every worker's ``sys.path``.
+
+    Args:
+        package_dir: The package's directory (``src/<package>``) in the driver.
+
+    A worker that already imported another version of the package forgets it, so
+    nodes run the code the driver has.
+    """
+
+    def __init__(self, package_dir: Path):
+        self.package = package_dir.name
+        self.archive = _zip_package(package_dir)
+        self.version = hashlib.sha1(self.archive, usedforsecurity=False).hexdigest()[
+            :12
+        ]
+
+    def setup(self, worker: Any) -> None:
+        root = Path(worker.local_directory) / f"kedro-code-{self.version}"
+        if not (root / self.package).is_dir():
+            with zipfile.ZipFile(io.BytesIO(self.archive)) as archive:
+                archive.extractall(root)
+        for name in [m for m in sys.modules if m.split(".")[0] == self.package]:
+            module_file = getattr(sys.modules[name], "__file__", None) or ""
+            if not module_file.startswith(str(root)):
+                del sys.modules[name]
+        if str(root) not in sys.path:
+            sys.path.insert(0, str(root))
+
+
+def _zip_package(package_dir: Path) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(package_dir.rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                archive.write(path, path.relative_to(package_dir.parent).as_posix())
+    return buffer.getvalue()
+
+
+class ForwardLogs(ForwardLoggingPlugin):
+    """Sends records of ``logger_name`` (and below) from the workers to the client.
+
+    Unlike ``Client.forward_logging`` it also lowers the worker-side logger's
+    level when needed, so records at ``level`` are handled at all.
+    """
+
+    def setup(self, worker: Any) -> None:
+        target = logging.getLogger(self.logger_name)
+        if target.getEffectiveLevel() > self.level:
+            target.setLevel(self.level)
+        super().setup(worker)
+
+
+def emit_forwarded_record(event: tuple[float, dict[str, Any]]) -> None:
+    """Log a record forwarded by ``ForwardLogs`` in the driver, naming its worker."""
+    _, attributes = event
+    record = logging.makeLogRecord(attributes)
+    record.msg = f"[worker {getattr(record, 'worker', '?')}] {record.msg}"
+    record.markup = False  # the brackets are text, not rich markup
+    logger = logging.getLogger(record.name)
+    if logger.isEnabledFor(record.levelno):
+        logger.handle(record)

@@ -23,6 +23,7 @@ from kedro.framework.session import KedroSession
 from kedro.utils import load_obj
 
 from .runner import DaskRunner, DaskRunnerError
+from .runner.services import RunOptions
 
 if TYPE_CHECKING:
     from kedro.framework.context import KedroContext
@@ -138,6 +139,10 @@ def _instantiate_runner(
         from_cli = _mapping(runner_kwargs.get("client_args"), "client_args")
         runner_kwargs["client_args"] = {**client_args, **from_cli}
         options = _mapping(params.get(DASK_RUNNER_PARAMS), DASK_RUNNER_PARAMS)
+        try:  # only dask_runner options: none silently dropped, errors named right
+            RunOptions.from_mapping(options)
+        except DaskRunnerError as exc:
+            raise KedroCliError(str(exc)) from None
         runner_kwargs = {**options, **runner_kwargs}
 
     try:

@@ -116,6 +116,13 @@ def _validate_cluster_block(args: Mapping[str, Any]) -> None:
             raise DaskClusterError(
                 f"dask_client option 'cluster.{key}' must be a mapping."
             )
+    try:
+        load_obj(block["class"])
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise DaskClusterError(
+            f"dask_client option 'cluster.class': cannot import "
+            f"'{block['class']}': {exc}"
+        ) from None
     others = sorted(set(args) - {_CLUSTER_OPTION, "timeout", "security"} - _RUN_OPTIONS)
     if others:
         raise DaskClusterError(

@@ -63,6 +63,23 @@ class ShipCode(WorkerPlugin):
         if str(root) not in sys.path:
             sys.path.insert(0, str(root))
 
+    def teardown(self, worker: Any) -> None:
+        """Take the shipped copy off ``sys.path`` and forget the modules loaded
+        from it: the worker is left as it was before the run."""
+        if any(
+            getattr(plugin, "version", None) == self.version
+            for plugin in worker.plugins.values()
+            if plugin is not self
+        ):
+            return  # another run ships the same code and still needs it
+        root = str(Path(worker.local_directory) / f"kedro-code-{self.version}")
+        while root in sys.path:
+            sys.path.remove(root)
+        for name in [m for m in sys.modules if m.split(".")[0] == self.package]:
+            module_file = getattr(sys.modules[name], "__file__", None) or ""
+            if module_file.startswith(root):
+                del sys.modules[name]
+
 
 def _zip_package(package_dir: Path) -> bytes:
     buffer = io.BytesIO()
@@ -81,10 +98,28 @@ class ForwardLogs(ForwardLoggingPlugin):
     """
 
     def setup(self, worker: Any) -> None:
+        _settle_kedro_logging(self.logger_name)
         target = logging.getLogger(self.logger_name)
         if target.getEffectiveLevel() > self.level:
             target.setLevel(self.level)
         super().setup(worker)
+
+
+def _settle_kedro_logging(package_name: str | None) -> None:
+    """Let Kedro configure logging on this worker now, before a handler is added.
+
+    Importing ``kedro.framework.project`` applies the logging configuration, and
+    ``configure_project`` adds the project's logger to it and applies it again,
+    both with ``logging.config.dictConfig``, which removes the handlers of every
+    logger it configures. Done first, neither happens after the forwarding
+    handler is attached (the first node on a new worker would otherwise do it).
+    """
+    try:
+        from kedro.framework.project import LOGGING
+    except ImportError:  # no Kedro on this worker: nothing will reconfigure logging
+        return
+    if package_name:
+        LOGGING.set_project_logging(package_name)
 
 
 def emit_forwarded_record(event: tuple[float, dict[str, Any]]) -> None:

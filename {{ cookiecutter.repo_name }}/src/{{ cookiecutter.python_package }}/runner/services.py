@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 import logging
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -120,7 +120,7 @@ def run_services(
         if package_name and (
             remote if options.ship_code is None else options.ship_code
         ):
-            _ship_code(client, package_name)
+            stack.enter_context(_ship_code(client, package_name, token))
         if remote if options.forward_logs is None else options.forward_logs:
             stack.enter_context(_forward_logs(client, package_name, token))
         if options.performance_report:
@@ -128,17 +128,25 @@ def run_services(
         yield
 
 
-def _ship_code(client: Client, package_name: str) -> None:
+@contextmanager
+def _ship_code(client: Client, package_name: str, token: str) -> Iterator[None]:
     package = importlib.import_module(package_name)
     package_dir = Path(package.__file__).parent
     plugin = ShipCode(package_dir)
+    name = f"kedro-code-{package_name}-{token}"
     with by_value():
-        client.register_plugin(plugin, name=f"kedro-code-{package_name}")
+        client.register_plugin(plugin, name=name)
     logger.info(
         "Shipped package '%s' (%d kB) to the Dask workers",
         package_name,
         len(plugin.archive) // 1024,
     )
+    try:
+        yield
+    finally:
+        # Also when the run failed; the scheduler may be gone by then.
+        with suppress(Exception):
+            client.unregister_worker_plugin(name)
 
 
 @contextmanager

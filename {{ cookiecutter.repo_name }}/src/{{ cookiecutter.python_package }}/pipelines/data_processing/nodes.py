@@ -48,7 +48,9 @@ def generate_raw_sales(parameters: dict[str, Any]) -> pd.DataFrame:
     season = np.sin(2 * np.pi * (day_of_year - 100) / _DAYS_PER_YEAR)
     warmth = np.array([_REGION_WARMTH[r] for r in regions])
     temperature = (
-        13.0 + 11.0 * season[:, None] + warmth[None, :]
+        13.0
+        + 11.0 * season[:, None]
+        + warmth[None, :]
         + rng.normal(0.0, 3.0, size=(n_days, n_stores))
     )
 

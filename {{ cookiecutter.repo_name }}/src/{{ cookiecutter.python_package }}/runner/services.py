@@ -229,8 +229,10 @@ class NodeProgress:
         self._refresh()
 
     def _describe(self) -> str:
+        # The running count is polled, so it can lag behind nodes just finished.
+        running = min(self._running, self._total - self._done - self._failed)
         return (
-            f"{self._done} done, {self._running} running, {self._failed} failed "
+            f"{self._done} done, {running} running, {self._failed} failed "
             f"of {self._total} nodes"
         )
 

@@ -17,9 +17,10 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
-import threading
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -128,7 +129,13 @@ def _marker(folder: str, name: str) -> str:
 
 # ``faults`` pipeline: one node raises while a slow branch runs ------------- #
 def explode(model_input_table: pd.DataFrame, after: float, marker_dir: str) -> int:
-    sleep_unless_cancelled(after, _marker(marker_dir, "explode"))
+    """Raise ``ValueError: boom`` once the slow branch is running (10 s at most)."""
+    record(_marker(marker_dir, "explode"), event="started")
+    slow = _marker(marker_dir, "slow_branch")
+    deadline = time.monotonic() + 10
+    while slow and not Path(slow).exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(float(after))
     raise ValueError("boom")
 
 
@@ -217,7 +224,10 @@ class TokenDataset(AbstractDataset):
     """A csv file that (pretends to) need a secret token to be read or written."""
 
     def __init__(
-        self, filepath: str, credentials: dict | None = None, metadata: dict | None = None
+        self,
+        filepath: str,
+        credentials: dict | None = None,
+        metadata: dict | None = None,
     ):
         self._filepath = filepath
         self._credentials = dict(credentials or {})
@@ -271,7 +281,7 @@ class FaultHooks:
             )
 '''
 
-_SETTINGS_APPENDIX = '''
+_SETTINGS_APPENDIX = """
 
 # Added by the starter's tests/test_faults.py.
 import os as _os  # noqa: E402
@@ -279,7 +289,7 @@ import os as _os  # noqa: E402
 from {package}.fault_hooks import FaultHooks as _FaultHooks  # noqa: E402
 
 HOOKS = (_FaultHooks(_os.environ.get("FAULT_HOOKS_DIR") or None),)
-'''
+"""
 
 
 def _pipeline_module(body: str) -> str:
@@ -299,8 +309,9 @@ _PIPELINES = {
         ' "params:fault_markers"], "faults_exploded", name="explode_node"),\n'
         f"            Node(slow_branch, [{_F}], "
         '"faults_count", name="slow_branch_node"),\n'
-        '            Node(slow_branch_end, ["faults_count", "params:faults_slow_seconds",'
-        ' "params:fault_markers"], "faults_count_end", name="slow_branch_end_node"),\n'
+        '            Node(slow_branch_end, ["faults_count", '
+        '"params:faults_slow_seconds", "params:fault_markers"], "faults_count_end", '
+        'name="slow_branch_end_node"),\n'
     ),
     "slowsave": _pipeline_module(
         '            Node(make_numbers, "params:slowsave_rows", "slowsave_numbers", '
@@ -358,7 +369,7 @@ _PARAMETERS = """\
 # Added by the starter's tests/test_faults.py. Top-level keys only: with an
 # environment that has its own parameters (--env dask), `--params a.b=1` replaces
 # the whole of `a` (Kedro's default "destructive" merge of environments).
-faults_explode_after: 1.0
+faults_explode_after: 0.5
 faults_slow_seconds: 20
 fault_markers: ""
 slowsave_rows: 200
@@ -406,3 +417,820 @@ def add_fault_modules(project: Path, secret: str | None = None) -> Path:
             "  credentials: secret_store\n"
         )
     return project
+
+
+# --------------------------------------------------------------------------- #
+# Helpers: kedro runs in the background, cluster probes, comparisons
+# --------------------------------------------------------------------------- #
+SLOWSAVE_NODES = [
+    "make_numbers_node",
+    "slow_square_node",
+    "fast_double_node",
+    "combine_node",
+]
+FAULTS_NODES = ["explode_node", "slow_branch_node", "slow_branch_end_node"]
+DATA_PROCESSING_NODES = [
+    "generate_raw_sales_node",
+    "preprocess_sales_node",
+    "create_model_input_table_node",
+    "split_data_node",
+]
+DATA_PROCESSING_FILES = [
+    "01_raw/sales.csv",
+    "02_intermediate/preprocessed_sales.parquet",
+    "03_primary/model_input_table.parquet",
+]
+SETTLE = 10  # seconds for the cluster to reflect what a finished run did
+
+
+def kedro_env(project: Path, **extra: str) -> dict[str, str]:
+    env = base_env(project)
+    env.update(extra)
+    return env
+
+
+def kedro_run(
+    project: Path, *args: str, timeout: float = KEDRO_RUN_TIMEOUT, **extra_env: str
+) -> Result:
+    """``python -m kedro <args>`` from ``project``, with extra environment."""
+    return run_cmd(
+        [sys.executable, "-m", "kedro", *args],
+        cwd=project,
+        timeout=timeout,
+        env=kedro_env(project, **extra_env),
+    )
+
+
+@dataclass
+class BackgroundRun:
+    """A ``kedro`` command running in its own process group, output to a file."""
+
+    args: list[str]
+    proc: subprocess.Popen
+    log: Path
+    start: float
+    handle: object = field(repr=False)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+    def wait(self, timeout: float) -> Result:
+        """Wait for the exit; fail the test (after killing the group) on timeout."""
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(self.proc)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=15)
+            pytest.fail(
+                f"still running after {timeout} s: {' '.join(self.args)}\n"
+                f"{tail(self.output())}",
+                pytrace=False,
+            )
+        return Result(
+            self.args,
+            self.proc.returncode,
+            self.output(),
+            time.monotonic() - self.start,
+        )
+
+
+@contextlib.contextmanager
+def background_kedro(
+    project: Path, *args: str, log: Path, **extra_env: str
+) -> Iterator[BackgroundRun]:
+    """Start ``kedro <args>``; on exit kill its whole process group, whatever
+    happened."""
+    command = [sys.executable, "-m", "kedro", *args]
+    handle = log.open("w")
+    proc = subprocess.Popen(
+        command,
+        cwd=project,
+        env=kedro_env(project, **extra_env),
+        stdin=subprocess.DEVNULL,
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    run = BackgroundRun(command, proc, log, time.monotonic(), handle)
+    try:
+        yield run
+    finally:
+        _kill_group(proc, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=15)
+        handle.close()
+
+
+def wait_until(
+    condition: Callable[[], object], timeout: float, interval: float = 0.1
+) -> object:
+    """Poll ``condition`` until it returns something truthy or ``timeout`` passes;
+    return its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value or time.monotonic() >= deadline:
+            return value
+        time.sleep(interval)
+
+
+def events(path: Path) -> list[str]:
+    return [line["event"] for line in read_jsonl(path)]
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line]
+
+
+# Functions shipped to the scheduler / workers. Compiled in a module namespace
+# that does not exist there, so cloudpickle sends them by value (see conftest).
+_PROBES_SOURCE = '''
+def executing_keys(dask_worker):
+    """Keys of the tasks this worker is executing right now."""
+    return [str(ts.key) for ts in dask_worker.state.executing]
+
+
+def scheduler_state(dask_scheduler):
+    """What the scheduler holds and has seen."""
+    return {
+        "keys": [str(key) for key in dask_scheduler.tasks],
+        "prefixes": sorted(str(name) for name in dask_scheduler.task_prefixes),
+        "transitions": dask_scheduler.transition_counter,
+        "workers": sorted(dask_scheduler.workers),
+    }
+'''
+_probes: dict = {"__name__": "_starter_tests_fault_probes"}
+exec(compile(_PROBES_SOURCE, "<fault-probes>", "exec"), _probes)
+executing_keys_probe = _probes["executing_keys"]
+scheduler_state_probe = _probes["scheduler_state"]
+
+
+@contextlib.contextmanager
+def inspector(address: str, **kwargs) -> Iterator[Client]:
+    """A client to look at a cluster; never the default client."""
+    with Client(address, timeout=10, set_as_default=False, **kwargs) as client:
+        yield client
+
+
+def scheduler_state(client: Client) -> dict:
+    return client.run_on_scheduler(scheduler_state_probe)
+
+
+def executing(client: Client) -> dict[str, list[str]]:
+    """Worker address -> keys it is executing."""
+    return client.run(executing_keys_probe)
+
+
+def keys_of_run(keys: list[str], token: str) -> list[str]:
+    return [key for key in keys if token in key]
+
+
+def run_tokens(keys: list[str], node_names: list[str]) -> dict[str, set[str]]:
+    """Node name -> run tokens (the key suffix after ``<node name>-``)."""
+    tokens: dict[str, set[str]] = {}
+    for key in keys:
+        node = node_of_key(key, node_names)
+        if node is not None:
+            tokens.setdefault(node, set()).add(key[len(node) + 1 :])
+    return tokens
+
+
+def new_executed_keys(before: dict[str, list[str]], address: str) -> list[str]:
+    after = executed_keys_by_worker(address)
+    keys = []
+    for worker, worker_keys in after.items():
+        keys += [k for k in worker_keys if k not in set(before.get(worker, []))]
+    return keys
+
+
+def assert_cluster_idle(address: str, timeout: float = 30) -> dict:
+    """The cluster holds no task and no worker executes anything (a previous test
+    or run left nothing behind)."""
+    with inspector(address) as client:
+
+        def idle():
+            state = scheduler_state(client)
+            busy = {w: keys for w, keys in executing(client).items() if keys}
+            return (state, busy) if not state["keys"] and not busy else None
+
+        result = wait_until(idle, timeout, interval=0.2)
+        if result is None:
+            state = scheduler_state(client)
+            pytest.fail(
+                f"the shared cluster is not idle after {timeout} s: scheduler keys "
+                f"{state['keys'][:20]}, executing {executing(client)}",
+                pytrace=False,
+            )
+        return result[0]
+
+
+def assert_files_equal(expected_dir: Path, actual_dir: Path, rels: list[str]) -> None:
+    """The data files ``rels`` hold the same data in both projects (csv byte for
+    byte, Parquet as equal DataFrames)."""
+    for rel in rels:
+        want, got = expected_dir / "data" / rel, actual_dir / "data" / rel
+        assert got.is_file(), f"{rel} is missing after the run"
+        if rel.endswith(".parquet"):
+            assert pd.read_parquet(got).equals(pd.read_parquet(want)), f"{rel} differs"
+        else:
+            assert got.read_bytes() == want.read_bytes(), f"{rel} differs"
+
+
+def error_lines(output: str) -> list[str]:
+    """Lines reporting an error: ``<Type>Error: ...`` / ``Error: ...``."""
+    return [
+        line
+        for line in output.splitlines()
+        if re.search(r"(^|[\s.])\w*Error: ", line) and "Warning" not in line
+    ]
+
+
+def assert_one_clear_error(result: Result, *needles: str) -> str:
+    """Non-zero exit, no traceback, and exactly one error line, naming ``needles``."""
+    assert result.returncode != 0, result.describe()
+    assert "Traceback" not in result.output, result.describe()
+    lines = error_lines(result.output)
+    assert len(lines) == 1, f"expected one error line, got {lines}\n{result.describe()}"
+    for needle in needles:
+        assert needle in lines[0], f"{needle!r} not in {lines[0]!r}"
+    return lines[0]
+
+
+def problems(log: str) -> list[str]:
+    """The WARNING and ERROR lines of a Dask log."""
+    return [
+        line for line in log.splitlines() if re.search(r" - (WARNING|ERROR) - ", line)
+    ]
+
+
+def descendants(pid: int) -> list[psutil.Process]:
+    with contextlib.suppress(psutil.NoSuchProcess):
+        return psutil.Process(pid).children(recursive=True)
+    return []
+
+
+def alive(processes: list[psutil.Process]) -> list[psutil.Process]:
+    living = []
+    for proc in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
+                living.append(proc)
+    return living
+
+
+def fault_project(rendered_project: Path, parent: Path) -> Path:
+    """A fresh copy of the rendered project with the fault modules."""
+    return add_fault_modules(copy_project(rendered_project, parent))
+
+
+def dask_run_args(address: str, *runner_params: str) -> list[str]:
+    params = ",".join([f"client_args.address={address}", *runner_params])
+    return ["--runner", DASK_RUNNER, "--runner-params", params]
+
+
+# --------------------------------------------------------------------------- #
+# Fixtures
+# --------------------------------------------------------------------------- #
+@pytest.fixture(scope="module")
+def faults_project(rendered_project, tmp_path_factory) -> Path:
+    """The project copy with the fault modules that the shared cluster's workers
+    run from (their working directory and PYTHONPATH)."""
+    return fault_project(rendered_project, tmp_path_factory.mktemp("faults"))
+
+
+@pytest.fixture(scope="module")
+def cluster(faults_project):
+    """Scheduler + two single-threaded workers shared by the tests that neither
+    kill workers nor need a pristine scheduler."""
+    with dask_cluster(faults_project, n_workers=2) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def slowsave_reference(rendered_project, tmp_path_factory) -> Path:
+    """The ``slowsave`` outputs of an undisturbed SequentialRunner run."""
+    project = fault_project(rendered_project, tmp_path_factory.mktemp("reference"))
+    result = kedro_run(
+        project, "run", "--pipelines", "slowsave", "--params", "slowsave_sleep=0"
+    )
+    assert result.returncode == 0, result.describe()
+    files = data_files(project)
+    assert sorted(files) == [
+        "07_model_output/slowsave_doubles.csv",
+        "07_model_output/slowsave_squares.csv",
+        "08_reporting/slowsave_combined.csv",
+    ], sorted(files)
+    return project
+
+
+# --------------------------------------------------------------------------- #
+# A node raises
+# --------------------------------------------------------------------------- #
+def test_node_error_fails_fast_cancels_and_keeps_finished_outputs(
+    cluster, faults_project, rendered_project, sequential_project, tmp_path
+):
+    assert_cluster_idle(cluster.address)
+    reset_data(faults_project, rendered_project)
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    run_nodes = DATA_PROCESSING_NODES + FAULTS_NODES
+    before = executed_keys_by_worker(cluster.address)
+    with inspector(cluster.address) as client:
+        worker_pids = client.run(os.getpid)
+    with background_kedro(
+        faults_project,
+        "run",
+        "--env",
+        "dask",
+        "--pipelines",
+        "data_processing,faults",
+        "--params",
+        f"fault_markers={markers}",
+        *dask_run_args(cluster.address),
+        log=tmp_path / "kedro.log",
+        FAULT_HOOKS_DIR=str(markers),
+    ) as run:
+        result = run.wait(timeout=120)
+        ended = time.time()
+        driver_pid = run.pid
+    described = result.describe() + "\n" + cluster.log_tails(1500)
+
+    # kedro run fails, with the node's own exception, its name and Kedro's hint.
+    assert result.returncode != 0, described
+    assert "ValueError: boom" in result.output, described
+    assert "explode_node" in result.output, described
+    assert "--from-nodes" in result.output, described
+
+    # The project's on_node_error hook ran on a worker of the cluster.
+    errors = [r for r in read_jsonl(markers / "on_node_error.jsonl")]
+    boom = [r for r in errors if r["node"] == "explode_node"]
+    assert len(boom) == 1, f"on_node_error records: {errors}\n{described}"
+    assert boom[0]["error"] == "ValueError: boom", boom
+    assert boom[0]["pid"] != driver_pid, boom
+    assert boom[0]["worker"] in worker_pids, (boom, worker_pids)
+    assert worker_pids[boom[0]["worker"]] == boom[0]["pid"], (boom, worker_pids)
+
+    # It stopped fast: well before the slow branch (2 x 20 s) would have finished.
+    assert ended - boom[0]["time"] < 10, (
+        f"kedro run exited {ended - boom[0]['time']:.1f} s after the node raised\n"
+        f"{described}"
+    )
+    # The running slow node was cancelled on its worker; the next never started.
+    slow_marker = markers / "slow_branch.jsonl"
+    slow = wait_until(
+        lambda: "cancelled" in events(slow_marker) and events(slow_marker),
+        timeout=SETTLE,
+    )
+    assert slow == ["started", "cancelled"], f"slow branch: {read_jsonl(slow_marker)}"
+    assert not (markers / "slow_branch_end.jsonl").exists()
+
+    # The scheduler holds no task of that run.
+    tokens = run_tokens(new_executed_keys(before, cluster.address), run_nodes)
+    assert tokens, f"no task of the run executed on the workers\n{described}"
+    (token,) = set().union(*tokens.values())
+    with inspector(cluster.address) as client:
+
+        def leftovers():
+            keys = scheduler_state(client)["keys"]
+            return keys_of_run(keys, token) + [
+                k for k in keys if node_of_key(k, run_nodes) is not None
+            ]
+
+        left = wait_until(lambda: not leftovers(), timeout=SETTLE) or leftovers()
+    assert left is True, f"the scheduler still holds tasks of the run: {left}"
+
+    # What finished nodes persisted is intact and equals the sequential run's.
+    assert sorted(data_files(faults_project)) == sorted(DATA_PROCESSING_FILES), sorted(
+        data_files(faults_project)
+    )
+    assert_files_equal(sequential_project, faults_project, DATA_PROCESSING_FILES)
+
+
+# --------------------------------------------------------------------------- #
+# Bad input, refused before anything reaches the cluster
+# --------------------------------------------------------------------------- #
+# name -> (kedro run arguments, given the scheduler address; texts the one error
+# line must contain)
+BAD_INPUTS: dict[str, tuple[Callable[[str], list[str]], tuple[str, ...]]] = {
+    "unpicklable_node_function": (
+        lambda address: ["--pipelines", "badnode", *dask_run_args(address)],
+        ("locked_node", "pickle", "lock"),
+    ),
+    "unpicklable_dataset": (
+        lambda address: ["--pipelines", "baddataset", *dask_run_args(address)],
+        ("locked_dataset", "pickle", "lock"),
+    ),
+    "dask_client_is_a_number": (
+        lambda address: [
+            "--pipelines", "slowsave", "--runner", DASK_RUNNER,
+            "--params", "dask_client=5",
+        ],
+        ("dask_client", "int"),
+    ),
+    "dask_client_is_a_yaml_list": (
+        # conf/badlist/parameters.yml: dask_client is a list (see add_fault_modules)
+        lambda address: ["--pipelines", "slowsave", "--runner", DASK_RUNNER],
+        ("dask_client", "list"),
+    ),
+    "unknown_dask_client_key": (
+        lambda address: [
+            "--pipelines", "slowsave", "--runner", DASK_RUNNER,
+            "--params", f"dask_client.address={address},dask_client.bogus=1",
+        ],
+        ("bogus",),
+    ),
+    "address_with_n_workers": (
+        lambda address: [
+            "--pipelines", "slowsave", "--runner", DASK_RUNNER,
+            "--params", f"dask_client.address={address},dask_client.n_workers=2",
+        ],
+        ("n_workers", "address"),
+    ),
+    "runner_params_that_do_not_fit": (
+        lambda address: [
+            "--pipelines", "slowsave",
+            *dask_run_args(address, "foo=1"),
+        ],
+        ("foo",),
+    ),
+}  # fmt: skip
+_ENV_OF_CASE = {"dask_client_is_a_yaml_list": "badlist"}
+
+
+@pytest.fixture(scope="module")
+def bad_input_runs(cluster, faults_project):
+    """Every bad-input ``kedro run``, a few at a time, against the shared
+    cluster; with what the scheduler had seen before and after them."""
+    before = assert_cluster_idle(cluster.address)
+
+    def run(case: str) -> Result:
+        make_args, _ = BAD_INPUTS[case]
+        env = _ENV_OF_CASE.get(case, "dask")
+        return kedro_run(
+            faults_project, "run", "--env", env, *make_args(cluster.address),
+            timeout=120,
+        )  # fmt: skip
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        results = dict(zip(BAD_INPUTS, pool.map(run, BAD_INPUTS), strict=True))
+    with inspector(cluster.address) as client:
+        after = scheduler_state(client)
+    return results, before, after
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_is_one_clear_error_before_submitting(case, bad_input_runs):
+    results, before, after = bad_input_runs
+    result = results[case]
+    assert_one_clear_error(result, *BAD_INPUTS[case][1])
+    assert "TypeError" not in result.output, result.describe()
+    # The scheduler never saw a task: no transition, no new task prefix.
+    assert after["transitions"] == before["transitions"], (before, after)
+    assert after["prefixes"] == before["prefixes"], (before, after)
+    assert not after["keys"], after
+
+
+# --------------------------------------------------------------------------- #
+# The scheduler cannot be reached
+# --------------------------------------------------------------------------- #
+# name -> (address, runner params, upper bound of the whole kedro run in seconds)
+UNKNOWN_HOST = "tcp://nonexistent.invalid:8786"
+UNREACHABLE = {
+    "nothing_listening_timeout_2": ("free-port", "client_args.timeout=2", 20),
+    "unknown_host_timeout_2": (UNKNOWN_HOST, "client_args.timeout=2", 20),
+    "nothing_listening_default_timeout": ("free-port", None, 30),
+    "unknown_host_default_timeout": (UNKNOWN_HOST, None, 30),
+}
+
+
+@pytest.fixture(scope="module")
+def unreachable_runs(faults_project):
+    """The unreachable-scheduler runs, all at once (each waits on the network,
+    not the CPU)."""
+
+    def run(case: str) -> tuple[str, Result]:
+        address, runner_params, _ = UNREACHABLE[case]
+        if address == "free-port":
+            address = f"tcp://127.0.0.1:{free_port()}"
+        if runner_params:  # the address from --runner-params, with a timeout
+            args = dask_run_args(address, runner_params)
+        else:  # the address from conf/dask, overridden by --params
+            args = [
+                "--runner",
+                DASK_RUNNER,
+                "--params",
+                f"dask_client.address={address}",
+            ]
+        return address, kedro_run(
+            faults_project, "run", "--env", "dask", "--pipelines", "slowsave", *args,
+            timeout=120,
+        )  # fmt: skip
+
+    with ThreadPoolExecutor(max_workers=len(UNREACHABLE)) as pool:
+        return dict(zip(UNREACHABLE, pool.map(run, UNREACHABLE), strict=True))
+
+
+@pytest.mark.parametrize("case", list(UNREACHABLE))
+def test_unreachable_scheduler_is_one_line_within_the_timeout(case, unreachable_runs):
+    address, result = unreachable_runs[case]
+    line = assert_one_clear_error(result, address)
+    assert "connect" in line.lower(), line
+    bound = UNREACHABLE[case][2]
+    assert result.duration < bound, (
+        f"took {result.duration:.1f} s (bound {bound} s)\n{result.describe()}"
+    )
+
+
+# --------------------------------------------------------------------------- #
+# Two runs at once on one scheduler
+# --------------------------------------------------------------------------- #
+def test_two_concurrent_runs_on_one_scheduler_do_not_collide(
+    cluster, faults_project, rendered_project, slowsave_reference
+):
+    """The same project run twice at once (same files, same bytes): both succeed
+    and their tasks carry two distinct run tokens."""
+    assert_cluster_idle(cluster.address)
+    reset_data(faults_project, rendered_project)
+    before = executed_keys_by_worker(cluster.address)
+    args = [
+        "run", "--env", "dask", "--pipelines", "slowsave",
+        "--params", "slowsave_sleep=1", *dask_run_args(cluster.address),
+    ]  # fmt: skip
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(
+            pool.map(lambda _: kedro_run(faults_project, *args, timeout=180), range(2))
+        )
+    for result in results:
+        assert result.returncode == 0, result.describe() + "\n" + cluster.log_tails()
+    assert_same_outputs_exactly(slowsave_reference, faults_project)
+
+    tokens = run_tokens(new_executed_keys(before, cluster.address), SLOWSAVE_NODES)
+    assert set(tokens) == set(SLOWSAVE_NODES), tokens
+    all_tokens = set().union(*tokens.values())
+    assert len(all_tokens) == 2, tokens
+    for node, node_tokens in tokens.items():
+        assert node_tokens == all_tokens, f"{node} ran for {node_tokens} only"
+
+
+def assert_same_outputs_exactly(expected: Path, actual: Path) -> None:
+    want, got = data_files(expected), data_files(actual)
+    assert sorted(got) == sorted(want), (sorted(got), sorted(want))
+    assert_files_equal(expected, actual, sorted(want))
+
+
+# --------------------------------------------------------------------------- #
+# Ctrl-C
+# --------------------------------------------------------------------------- #
+def _wait_for_marker(run: BackgroundRun, marker: Path, timeout: float = 90) -> None:
+    started = wait_until(
+        lambda: "started" in events(marker) or not run.running(), timeout
+    )
+    if not started or not run.running():
+        pytest.fail(f"the slow node never started\n{tail(run.output())}", pytrace=False)
+
+
+def test_ctrl_c_with_the_embedded_local_cluster(faults_project, tmp_path):
+    marker = tmp_path / "slow.jsonl"
+    with background_kedro(
+        faults_project,
+        "run",
+        "--pipelines",
+        "slowsave",
+        "--params",
+        f"slowsave_sleep=60,slowsave_marker={marker}",
+        "--runner",
+        DASK_RUNNER,
+        "--runner-params",
+        "client_args.n_workers=2,client_args.threads_per_worker=1",
+        log=tmp_path / "kedro.log",
+    ) as run:
+        _wait_for_marker(run, marker)
+        children = descendants(run.pid)
+        worker_pid = read_jsonl(marker)[0]["pid"]
+        assert worker_pid in {c.pid for c in children}, (worker_pid, children)
+        sent = time.monotonic()
+        os.kill(run.pid, signal.SIGINT)
+        result = run.wait(timeout=15)  # fails the test beyond 15 s
+        took = time.monotonic() - sent
+        survivors = wait_until(lambda: not alive(children), 2) or alive(children)
+    assert result.returncode != 0, result.describe()
+    assert took < 15, took
+    assert survivors is True, (
+        f"still running after kedro exited: "
+        f"{[(p.pid, p.cmdline()) for p in survivors]}\n{result.describe()}"
+    )
+
+
+def test_ctrl_c_against_an_external_scheduler_leaves_no_task(
+    cluster, faults_project, tmp_path
+):
+    assert_cluster_idle(cluster.address)
+    marker = tmp_path / "slow.jsonl"
+    with (
+        inspector(cluster.address) as client,
+        background_kedro(
+            faults_project,
+            "run",
+            "--env",
+            "dask",
+            "--pipelines",
+            "slowsave",
+            "--params",
+            f"slowsave_sleep=60,slowsave_marker={marker}",
+            *dask_run_args(cluster.address),
+            log=tmp_path / "kedro.log",
+        ) as run,
+    ):
+        _wait_for_marker(run, marker)
+        busy = [k for keys in executing(client).values() for k in keys]
+        tokens = run_tokens(busy, SLOWSAVE_NODES).get("slow_square_node")
+        assert tokens, f"slow_square_node is not executing: {busy}"
+        (token,) = tokens
+        assert keys_of_run(scheduler_state(client)["keys"], token)
+        sent = time.monotonic()
+        os.kill(run.pid, signal.SIGINT)
+        result = run.wait(timeout=15)
+        took = time.monotonic() - sent
+        left = wait_until(
+            lambda: not keys_of_run(scheduler_state(client)["keys"], token), SETTLE
+        ) or keys_of_run(scheduler_state(client)["keys"], token)
+        # The cancelled node gave its worker thread back.
+        freed = wait_until(lambda: "cancelled" in events(marker), SETTLE)
+    assert result.returncode != 0, result.describe()
+    assert took < 15, took
+    assert left is True, f"the scheduler still holds tasks of the run: {left}"
+    assert freed, f"the slow node was not cancelled on its worker: {events(marker)}"
+
+
+# --------------------------------------------------------------------------- #
+# Workers die
+# --------------------------------------------------------------------------- #
+def _worker_process(client: Client, address: str, nannies) -> psutil.Process:
+    """The ``dask worker`` child process (under its nanny) serving ``address``."""
+    pid = client.run(os.getpid, workers=[address])[address]
+    process = psutil.Process(pid)
+    assert process.parent().pid in {nanny.pid for nanny in nannies}, (
+        f"worker pid {pid} is not the child of a nanny we started"
+    )
+    return process
+
+
+def _executing_node(client: Client, node: str) -> tuple[str, str] | None:
+    """(worker address, key) of the worker executing ``node``, if one is."""
+    for address, keys in executing(client).items():
+        for key in keys:
+            if node_of_key(key, [node]) == node:
+                return address, key
+    return None
+
+
+def test_worker_killed_mid_run_the_run_completes(
+    rendered_project, slowsave_reference, tmp_path
+):
+    """SIGKILL the worker process running the slow node, a few seconds into it:
+    its nanny starts a new worker, Dask runs the lost tasks again, and the run
+    ends as an undisturbed one."""
+    project = fault_project(rendered_project, tmp_path / "project")
+    marker = tmp_path / "slow.jsonl"
+    with (
+        dask_cluster(project, n_workers=2) as killed,
+        inspector(killed.address) as client,
+        background_kedro(
+            project,
+            "run",
+            "--env",
+            "dask",
+            "--pipelines",
+            "slowsave",
+            "--params",
+            f"slowsave_sleep=6,slowsave_marker={marker}",
+            *dask_run_args(killed.address),
+            log=tmp_path / "kedro.log",
+        ) as run,
+    ):
+        _wait_for_marker(run, marker)
+        found = wait_until(lambda: _executing_node(client, "slow_square_node"), 10)
+        assert found, f"slow_square_node is not executing\n{tail(run.output())}"
+        address, key = found
+        victim = _worker_process(client, address, killed.workers)
+        # Kill it a while into the node, as a crash would: not at its first instant.
+        kill_at = read_jsonl(marker)[0]["time"] + 2.5
+        time.sleep(max(0.0, kill_at - time.time()))
+        assert _executing_node(client, "slow_square_node") == found, (
+            "the slow node is no longer executing where it was: too late to kill"
+        )
+        victim.kill()
+        victim.wait(10)
+        result = run.wait(timeout=120)
+        scheduler_log = killed.logs["scheduler"].read_text(errors="replace")
+    assert result.returncode == 0, (
+        "the run failed after a worker died; the scheduler said:\n"
+        + "\n".join(problems(scheduler_log))
+        + f"\n{result.describe()}"
+    )
+    started = [r for r in read_jsonl(marker) if r["event"] == "started"]
+    assert len(started) == 2 and started[0]["pid"] == victim.pid, started
+    assert started[1]["pid"] != victim.pid, started
+    assert_same_outputs_exactly(slowsave_reference, project)
+
+
+@contextlib.contextmanager
+def scheduler_only(timeout: float = 60) -> Iterator[str]:
+    """A real ``dask scheduler`` on 127.0.0.1 that no worker ever joins."""
+    port = free_port()
+    workdir = Path(tempfile.mkdtemp(prefix="dask-scheduler-"))
+    log = (workdir / "scheduler.log").open("w")
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "dask", "scheduler", "--host", "127.0.0.1",
+            "--port", str(port), "--dashboard-address", "127.0.0.1:0",
+            "--idle-timeout", "600",
+        ],
+        cwd=workdir, env=base_env(), stdin=subprocess.DEVNULL, stdout=log,
+        stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    try:
+        address = f"tcp://127.0.0.1:{port}"
+        listening = wait_until(
+            lambda: _listening(port) or proc.poll() is not None, timeout
+        )
+        assert listening and proc.poll() is None, (
+            f"no scheduler on {address}:\n{(workdir / 'scheduler.log').read_text()}"
+        )
+        yield address
+    finally:
+        _kill_group(proc, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=15)
+        log.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _listening(port: int) -> bool:
+    with contextlib.suppress(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    return False
+
+
+def test_no_worker_ever_joined_is_a_clear_bounded_error(faults_project):
+    with scheduler_only() as address:
+        result = kedro_run(
+            faults_project,
+            "run",
+            "--env",
+            "dask",
+            "--pipelines",
+            "slowsave",
+            *dask_run_args(address, "client_args.worker_wait=3"),
+            timeout=60,
+        )
+        with inspector(address) as client:
+            state = scheduler_state(client)
+    line = assert_one_clear_error(result, address)
+    assert "worker" in line.lower(), line
+    assert result.duration < 30, result.describe()
+    assert not state["keys"] and not state["prefixes"], state
+
+
+def test_all_workers_killed_mid_run_is_a_clear_bounded_error(
+    rendered_project, tmp_path
+):
+    """SIGKILL every nanny and worker (none comes back): the run fails within
+    ``worker_wait`` and change, saying the workers are gone."""
+    project = fault_project(rendered_project, tmp_path / "project")
+    marker = tmp_path / "slow.jsonl"
+    with (
+        dask_cluster(project, n_workers=2) as doomed,
+        background_kedro(
+            project,
+            "run",
+            "--env",
+            "dask",
+            "--pipelines",
+            "slowsave",
+            "--params",
+            f"slowsave_sleep=60,slowsave_marker={marker}",
+            *dask_run_args(doomed.address, "client_args.worker_wait=3"),
+            log=tmp_path / "kedro.log",
+        ) as run,
+    ):
+        _wait_for_marker(run, marker)
+        for group_leader in doomed.workers:  # nanny and its worker: one group each
+            _kill_group(group_leader, signal.SIGKILL)
+        killed = time.monotonic()
+        result = run.wait(timeout=60)
+        took = time.monotonic() - killed
+    line = assert_one_clear_error(result, doomed.address)
+    assert "worker" in line.lower(), line
+    assert took < 30, f"{took:.1f} s\n{result.describe()}"

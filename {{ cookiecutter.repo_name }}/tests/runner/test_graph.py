@@ -123,12 +123,15 @@ def _context(package_name: str | None = None) -> bytes:
     )
 
 
+EXTRA = 100  # the value of the in-memory pipeline input ``extra``
+
+
 def _to_dask(graph: PipelineGraph, token: str | None = None) -> tuple[DaskGraph, str]:
     token = token or uuid.uuid4().hex
     dask_graph = graph.to_dask(
         token,
         _context(),
-        {name: f"input-{name}-{token}" for name in graph.memory_inputs},
+        {name: pickle.dumps(EXTRA) for name in graph.memory_inputs},
     )
     return dask_graph, token
 
@@ -232,12 +235,16 @@ def test_several_memory_outputs_get_their_own_keys(tmp_path):
         assert dask_graph.graph[output_key] == (getitem, count_key, name)
 
 
-def test_memory_pipeline_inputs_use_the_given_keys(tmp_path):
+def test_memory_pipeline_inputs_are_recomputable_tasks(tmp_path):
     graph = PipelineGraph(_pipeline(), _catalog(tmp_path))
     dask_graph, token = _to_dask(graph)
 
     memory_args, _ = _task_args(dask_graph, "read_report")
-    assert memory_args == [f"input-extra-{token}"]
+    [input_key] = memory_args
+    assert token in input_key
+    assert input_key not in dask_graph.node_keys.values()
+    # A task that unpickles the driver's value: any worker can compute it again.
+    assert dask.get(dask_graph.graph, input_key) == EXTRA
 
 
 def test_every_node_task_gets_the_run_context(tmp_path):
@@ -298,10 +305,8 @@ def test_graph_computes_with_the_synchronous_scheduler(tmp_path):
     catalog = _catalog(tmp_path)
     graph = PipelineGraph(_pipeline(), catalog)
     dask_graph, token = _to_dask(graph)
-    runnable = {**dask_graph.graph, f"input-extra-{token}": 100}
-
     keys = [dask_graph.output_keys[name] for name in graph.free_outputs]
-    n_even, n_odd, report_total = dask.get(runnable, keys)
+    n_even, n_odd, report_total = dask.get(dask_graph.graph, keys)
 
     # raw + 1 = 2..6: evens 2, 4, 6; odds 3, 5; sum 20 + extra 100.
     assert (n_even, n_odd, report_total) == (3, 2, 120)

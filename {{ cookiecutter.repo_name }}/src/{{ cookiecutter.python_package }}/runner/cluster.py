@@ -218,9 +218,11 @@ class DaskCluster:
     def _connect(**client_kwargs: Any) -> Iterator[Client]:
         target = client_kwargs.get("address") or client_kwargs.get("scheduler_file")
         client_kwargs.setdefault("timeout", DEFAULT_CONNECT_TIMEOUT)
+        if client_kwargs.get("address"):
+            _check_encryption(client_kwargs["address"], client_kwargs.get("security"))
         try:
             client = Client(set_as_default=False, **client_kwargs)
-        except (OSError, TimeoutError) as exc:
+        except (OSError, TimeoutError, RuntimeError, TypeError, ValueError) as exc:
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise DaskClusterError(
                 f"Cannot connect to the Dask scheduler at {target} "
@@ -291,6 +293,24 @@ def _loopback_only(options: dict[str, Any]) -> dict[str, Any]:
         options.setdefault("host", _LOCALHOST)
     options.setdefault("dashboard_address", f"{_LOCALHOST}:8787")
     return options
+
+
+def _check_encryption(address: str, security: Any) -> None:
+    """Refuse, naming the address, a scheme that the TLS settings contradict."""
+    scheme = address.split("://", 1)[0] if "://" in address else "tcp"
+    encrypted = scheme in ("tls", "wss")
+    settings = security if isinstance(security, Security) else Security()
+    if settings.require_encryption and not encrypted:
+        raise DaskClusterError(
+            f"dask_client 'security' requires encryption, but the scheduler "
+            f"address {address} is not encrypted: use tls://."
+        )
+    if encrypted and settings.get_connection_args("client").get("ssl_context") is None:
+        raise DaskClusterError(
+            f"The scheduler address {address} uses {scheme}:// but dask_client has "
+            f"no 'security' with TLS files (tls_ca_file, tls_client_cert, "
+            f"tls_client_key)."
+        )
 
 
 def _current_client() -> Client | None:

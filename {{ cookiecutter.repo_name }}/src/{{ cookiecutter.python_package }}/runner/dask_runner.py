@@ -32,7 +32,7 @@ from kedro.runner import AbstractRunner
 
 from .cluster import DaskCluster
 from .errors import DaskClusterError
-from .graph import DaskGraph, PipelineGraph, input_key
+from .graph import DaskGraph, PipelineGraph, UnpicklableError
 from .services import NodeProgress, RunOptions, run_services
 from .worker import RunContext, picklable_node_hooks
 
@@ -144,6 +144,12 @@ class DaskRunner(AbstractRunner):
         graph = PipelineGraph(pipeline, catalog)
         context = _pickled_run_context(hook_manager, run_id, self._is_async)
         token = uuid.uuid4().hex
+        dask_graph = graph.to_dask(
+            token,
+            context,
+            _pickled_inputs(catalog, graph.memory_inputs),
+            node_options=self._options.annotations,
+        )
         with ExitStack() as stack:
             client = stack.enter_context(self._cluster.connect())
             worker_wait = self._cluster.worker_wait
@@ -157,11 +163,6 @@ class DaskRunner(AbstractRunner):
                     token=token,
                 )
             )
-            inputs = _ship_inputs(client, catalog, graph.memory_inputs, token)
-            dask_graph = graph.to_dask(
-                token, context, inputs, node_options=self._options.annotations
-            )
-            del inputs  # the graph holds them from now on
             progress = stack.enter_context(
                 NodeProgress(len(pipeline.nodes), self._options.progress)
             )
@@ -235,23 +236,17 @@ def _failure(future: Future, watch: _WorkerWatch) -> BaseException:
     )
 
 
-def _ship_inputs(
-    client: Client, catalog: CatalogProtocol, names: list[str], token: str
-) -> dict[str, Future]:
-    """Load the in-memory pipeline inputs in the driver and send them to every worker.
-
-    They go straight to the workers, not through the scheduler, and to each of
-    them, so losing a worker does not lose data no task can recompute.
-    """
-    if not names:
-        return {}
-    futures = client.scatter(
-        {input_key(name, token): catalog.load(name) for name in names},
-        direct=True,
-        broadcast=True,
-        hash=False,
-    )
-    return {name: futures[input_key(name, token)] for name in names}
+def _pickled_inputs(catalog: CatalogProtocol, names: list[str]) -> dict[str, bytes]:
+    """The in-memory pipeline inputs (parameters, fed data), loaded and pickled."""
+    pickled = {}
+    for name in names:
+        try:
+            pickled[name] = cloudpickle.dumps(catalog.load(name))
+        except Exception as exc:
+            raise UnpicklableError(
+                f"Pipeline input '{name}' cannot be pickled for a Dask worker: {exc}"
+            ) from exc
+    return pickled
 
 
 class _WorkerWatch:

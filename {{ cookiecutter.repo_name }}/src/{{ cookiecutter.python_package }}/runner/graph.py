@@ -130,7 +130,7 @@ class PipelineGraph:
         self,
         token: str,
         context: bytes,
-        input_keys: Mapping[str, Any],
+        inputs: Mapping[str, bytes],
         node_options: Callable[[Node], dict[str, Any]] | None = None,
     ) -> DaskGraph:
         """Assemble the Dask graph of one run.
@@ -140,15 +140,19 @@ class PipelineGraph:
             context: The run's pickled ``RunContext``. It is a task of its own, so
                 Dask computes it once per worker that needs it, and again should
                 the worker holding it die.
-            input_keys: Key (or future) of each in-memory pipeline input; see
-                ``input_key``.
+            inputs: Each in-memory pipeline input, pickled by the driver. Like
+                the context, each is a task: Dask recomputes it on any worker
+                should the one holding it die, which scattered data cannot do.
             node_options: Dask options (``resources``, ``retries``, ...) of a node.
         """
         # Node keys end with the token, other keys with a word: no name can clash.
         context_key = f"kedro-run-{token}-context"
         graph: dict[str, Any] = {context_key: (pickle.loads, context)}
         node_keys = {node: f"{node.name}-{token}" for node in self.pipeline.nodes}
-        data_keys: dict[str, Any] = dict(input_keys)
+        data_keys: dict[str, Any] = {}
+        for name, payload in inputs.items():
+            data_keys[name] = f"{name}-{token}-input"
+            graph[data_keys[name]] = (pickle.loads, payload)
         producer: dict[str, Node] = {}
         for node in self.pipeline.nodes:
             memory_outputs = [name for name in node.outputs if name in self._memory]
@@ -187,11 +191,6 @@ class PipelineGraph:
             output_keys={name: data_keys[name] for name in self.free_outputs},
             annotations=annotations,
         )
-
-
-def input_key(name: str, token: str) -> str:
-    """The key under which the driver ships the in-memory pipeline input ``name``."""
-    return f"{name}-{token}-input"
 
 
 def _unique(names: list[str]) -> list[str]:

@@ -1,0 +1,506 @@
+"""Security of the DaskRunner in use: what the embedded LocalCluster exposes, TLS
+end to end with a real scheduler and workers, and credentials that must never
+reach a log.
+
+Real processes only: ``kedro run`` subprocesses, ``dask scheduler`` / ``dask
+worker`` started with TLS certificates generated here with ``cryptography``.
+The fault modules (failing nodes, a credentialed dataset) come from
+``test_faults.add_fault_modules``, written into a copy of the rendered project.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import ipaddress
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+import pytest
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from distributed import Client, Security
+
+from .conftest import (
+    CLUSTER_START_TIMEOUT,
+    DASK_RUNNER,
+    _stop,
+    assert_same_outputs,
+    base_env,
+    copy_project,
+    executed_keys_probe,
+    free_port,
+    node_of_key,
+    reset_data,
+    tail,
+)
+from .test_faults import (
+    EXAMPLE_PIPELINES,
+    add_fault_modules,
+    assert_one_clear_error,
+    background_kedro,
+    descendants,
+    events,
+    fault_project,
+    kedro_run,
+    read_jsonl,
+    wait_until,
+)
+
+pytestmark = [pytest.mark.slow, pytest.mark.dask]
+
+LOOPBACK = "127.0.0.1"
+
+
+# --------------------------------------------------------------------------- #
+# The embedded LocalCluster
+# --------------------------------------------------------------------------- #
+def _listening_sockets(processes: list[psutil.Process]) -> list[tuple[int, str, int]]:
+    """(pid, ip, port) of every TCP socket in LISTEN state of ``processes``."""
+    sockets = []
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            for conn in process.net_connections(kind="inet"):
+                if conn.status == psutil.CONN_LISTEN:
+                    sockets.append((process.pid, conn.laddr.ip, conn.laddr.port))
+    return sockets
+
+
+def test_local_cluster_listens_on_loopback_only(rendered_project, tmp_path):
+    project = fault_project(rendered_project, tmp_path / "project")
+    marker = tmp_path / "slow.jsonl"
+    with background_kedro(
+        project,
+        "run",
+        "--pipelines",
+        "slowsave",
+        "--params",
+        f"slowsave_sleep=4,slowsave_marker={marker}",
+        "--runner",
+        DASK_RUNNER,
+        "--runner-params",
+        "client_args.n_workers=2,client_args.threads_per_worker=1",
+        log=tmp_path / "kedro.log",
+    ) as run:
+        started = wait_until(
+            lambda: "started" in events(marker) or not run.running(), 120
+        )
+        assert started and run.running(), tail(run.output())
+        tree = [psutil.Process(run.pid), *descendants(run.pid)]
+        sockets = _listening_sockets(tree)
+        line = next(
+            (
+                line
+                for line in run.output().splitlines()
+                if "Started a Dask LocalCluster at" in line
+            ),
+            "",
+        )
+        match = re.search(
+            r"at tcp://([\d.]+):(\d+); dashboard: http://([\d.]+):(\d+)/", line
+        )
+        assert match, f"no LocalCluster line with its addresses:\n{tail(run.output())}"
+        with Client(
+            f"tcp://{match[1]}:{match[2]}", timeout=10, set_as_default=False
+        ) as client:
+            workers = list(client.scheduler_info(n_workers=-1)["workers"])
+        result = run.wait(timeout=120)
+    assert result.returncode == 0, result.describe()
+
+    # What the run said: scheduler and dashboard on 127.0.0.1.
+    assert match[1] == LOOPBACK and match[3] == LOOPBACK, line
+    # What the scheduler says: every worker on 127.0.0.1.
+    assert len(workers) == 2 and all(
+        w.startswith(f"tcp://{LOOPBACK}:") for w in workers
+    ), workers
+    # What the kernel says: every listening socket of the process tree (scheduler,
+    # dashboard, nannies, workers) is bound to 127.0.0.1, none to 0.0.0.0 or ::.
+    assert len(sockets) >= 4, sockets
+    exposed = [s for s in sockets if s[1] != LOOPBACK]
+    assert not exposed, f"listening beyond loopback: {exposed} (all: {sockets})"
+    ports = {port for _, _, port in sockets}
+    assert {int(match[2]), int(match[4])} <= ports, (match.groups(), sockets)
+
+
+# --------------------------------------------------------------------------- #
+# TLS: certificates and a real cluster
+# --------------------------------------------------------------------------- #
+def make_tls_files(folder: Path) -> dict[str, Path]:
+    """A throw-away CA, and a certificate + key signed by it for the cluster
+    (scheduler and workers) and one for the client, valid for 127.0.0.1."""
+    now = datetime.datetime.now(datetime.UTC)
+    valid = {
+        "not_valid_before": now - datetime.timedelta(minutes=5),
+        "not_valid_after": now + datetime.timedelta(days=1),
+    }
+
+    def pem_key(key) -> bytes:
+        return key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "starter test CA")])
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(valid["not_valid_before"])
+        .not_valid_after(valid["not_valid_after"])
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    files = {"ca": folder / "ca.pem"}
+    files["ca"].write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    for name in ("cluster", "client"):
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(
+                x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"starter {name}")])
+            )
+            .issuer_name(ca_name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(valid["not_valid_before"])
+            .not_valid_after(valid["not_valid_after"])
+            .add_extension(
+                x509.SubjectAlternativeName(
+                    [
+                        x509.DNSName("localhost"),
+                        x509.IPAddress(ipaddress.ip_address(LOOPBACK)),
+                    ]
+                ),
+                critical=False,
+            )
+            .add_extension(
+                x509.ExtendedKeyUsage(
+                    [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+                ),
+                critical=False,
+            )
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), True)
+            .sign(ca_key, hashes.SHA256())
+        )
+        files[f"{name}_cert"] = folder / f"{name}.pem"
+        files[f"{name}_key"] = folder / f"{name}.key"
+        files[f"{name}_cert"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        files[f"{name}_key"].write_bytes(pem_key(key))
+        files[f"{name}_key"].chmod(0o600)
+    return files
+
+
+def client_security(tls: dict[str, Path]) -> dict[str, object]:
+    """``dask_client.security`` for the test client certificate."""
+    return {
+        "tls_ca_file": str(tls["ca"]),
+        "tls_client_cert": str(tls["client_cert"]),
+        "tls_client_key": str(tls["client_key"]),
+        "require_encryption": True,
+    }
+
+
+@dataclass
+class TlsCluster:
+    address: str
+    security: Security
+    procs: list[subprocess.Popen]
+    logs: dict[str, Path] = field(default_factory=dict)
+
+    def log_texts(self) -> dict[str, str]:
+        return {n: p.read_text(errors="replace") for n, p in self.logs.items()}
+
+    def log_tails(self, size: int = 2000) -> str:
+        return "\n".join(
+            f"----- {n} -----\n{tail(t, size)}" for n, t in self.log_texts().items()
+        )
+
+
+@contextlib.contextmanager
+def tls_cluster(
+    project: Path, tls: dict[str, Path], port: int, n_workers: int = 2
+) -> Iterator[TlsCluster]:
+    """``dask scheduler --protocol tls`` and ``n_workers`` TLS ``dask worker``s on
+    127.0.0.1, workers running from ``project``; every process group is killed on
+    exit."""
+    workdir = Path(tempfile.mkdtemp(prefix="dask-tls-"))
+    address = f"tls://{LOOPBACK}:{port}"
+    flags = [
+        "--tls-ca-file", str(tls["ca"]),
+        "--tls-cert", str(tls["cluster_cert"]),
+        "--tls-key", str(tls["cluster_key"]),
+    ]  # fmt: skip
+    security = Security(**client_security(tls))
+    cluster = TlsCluster(address, security, [])
+    handles = []
+
+    def spawn(name: str, args: list[str], cwd: Path, env: dict) -> None:
+        cluster.logs[name] = workdir / f"{name}.log"
+        handle = cluster.logs[name].open("w")
+        handles.append(handle)
+        cluster.procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "dask", *args],
+                cwd=cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        )
+
+    try:
+        spawn(
+            "scheduler",
+            [
+                "scheduler", "--protocol", "tls", "--host", LOOPBACK,
+                "--port", str(port), "--dashboard-address", f"{LOOPBACK}:0",
+                "--idle-timeout", "1800", *flags,
+            ],
+            workdir,
+            base_env(),
+        )  # fmt: skip
+        for index in range(1, n_workers + 1):
+            spawn(
+                f"w{index}",
+                [
+                    "worker", address, "--nthreads", "1", "--name", f"w{index}",
+                    "--host", LOOPBACK, "--dashboard-address", f"{LOOPBACK}:0",
+                    "--local-directory", str(workdir / "scratch"),
+                    "--death-timeout", "120", *flags,
+                ],
+                project,
+                base_env(project),
+            )  # fmt: skip
+        deadline = time.monotonic() + CLUSTER_START_TIMEOUT
+        client = None
+        while client is None:
+            try:
+                client = Client(
+                    address, security=security, timeout=5, set_as_default=False
+                )
+            except OSError:
+                if time.monotonic() > deadline or cluster.procs[0].poll() is not None:
+                    raise AssertionError(
+                        f"no TLS scheduler at {address}\n{cluster.log_tails()}"
+                    ) from None
+                time.sleep(0.5)
+        with client:
+            client.wait_for_workers(
+                n_workers, timeout=max(5.0, deadline - time.monotonic())
+            )
+            workers = list(client.scheduler_info(n_workers=-1)["workers"])
+        assert all(w.startswith(f"tls://{LOOPBACK}:") for w in workers), workers
+        yield cluster
+    finally:
+        for proc in reversed(cluster.procs):
+            _stop(proc)
+        for handle in handles:
+            handle.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+SECRET = f"starter-test-secret-{uuid.uuid4().hex}"
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory) -> dict[str, Path]:
+    return make_tls_files(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture(scope="module")
+def tls_port() -> int:
+    return free_port()
+
+
+@pytest.fixture(scope="module")
+def security_project(rendered_project, tmp_path_factory, tls, tls_port) -> Path:
+    """A project copy with the fault modules, a secret in conf/local/credentials.yml
+    and ``dask_client`` pointing at the TLS cluster, in conf/dask (``--env dask``)
+    and conf/local (the default environment, which holds the credentials); and in
+    conf/tlsnosec without its ``security`` block."""
+    project = copy_project(rendered_project, tmp_path_factory.mktemp("security"))
+    add_fault_modules(project, secret=SECRET)
+    dask_client = {
+        "address": f"tls://{LOOPBACK}:{tls_port}",
+        "security": client_security(tls),
+    }
+    for env in ("dask", "local"):
+        (project / "conf" / env / "parameters.yml").write_text(
+            yaml.safe_dump({"dask_client": dask_client})
+        )
+    # An environment that forgets the certificates.
+    (project / "conf" / "tlsnosec").mkdir()
+    (project / "conf" / "tlsnosec" / "parameters.yml").write_text(
+        yaml.safe_dump({"dask_client": {"address": dask_client["address"]}})
+    )
+    return project
+
+
+@pytest.fixture(scope="module")
+def secure_cluster(security_project, tls, tls_port) -> Iterator[TlsCluster]:
+    with tls_cluster(security_project, tls, tls_port) as running:
+        yield running
+
+
+def test_tls_end_to_end(
+    secure_cluster, security_project, rendered_project, sequential_project
+):
+    reset_data(security_project, rendered_project)
+    with Client(
+        secure_cluster.address, security=secure_cluster.security, timeout=10,
+        set_as_default=False,
+    ) as client:  # fmt: skip
+        before = client.run(executed_keys_probe)
+    result = kedro_run(
+        security_project,
+        "run",
+        "--env",
+        "dask",
+        "--runner",
+        DASK_RUNNER,
+        "--pipelines",
+        EXAMPLE_PIPELINES,
+        timeout=240,
+    )
+    assert result.returncode == 0, result.describe() + secure_cluster.log_tails()
+    assert f"Connected to the Dask scheduler at {secure_cluster.address}" in (
+        result.output
+    ), result.describe()
+
+    # Every node ran on a TLS worker.
+    with Client(
+        secure_cluster.address, security=secure_cluster.security, timeout=10,
+        set_as_default=False,
+    ) as client:  # fmt: skip
+        after = client.run(executed_keys_probe)
+    node_names = [
+        "generate_raw_sales_node",
+        "preprocess_sales_node",
+        "create_model_input_table_node",
+        "split_data_node",
+        "compare_models_node",
+    ]
+    ran = set()
+    for address, reply in after.items():
+        assert address.startswith("tls://"), address
+        new = set(reply["keys"]) - set(before.get(address, {}).get("keys", []))
+        ran |= {node_of_key(key, node_names) for key in new} - {None}
+    assert ran == set(node_names), ran
+
+    # And produced what the SequentialRunner does.
+    assert_same_outputs(sequential_project, security_project)
+
+
+# name -> (conf environment, address given the TLS one, what the run must say)
+TLS_MISMATCHES = {
+    # security.require_encryption, but a tcp:// address (a scheme typo, say)
+    "tcp_address_with_require_encryption": (
+        "dask",
+        lambda address: address.replace("tls://", "tcp://"),
+    ),
+    # a tls:// address, but no security block to give certificates
+    "tls_address_without_security": ("tlsnosec", lambda address: address),
+}
+
+
+@pytest.fixture(scope="module")
+def tls_mismatch_runs(secure_cluster, security_project):
+    def run(case: str):
+        env, make_address = TLS_MISMATCHES[case]
+        address = make_address(secure_cluster.address)
+        result = kedro_run(
+            security_project,
+            "run",
+            "--env",
+            env,
+            "--runner",
+            DASK_RUNNER,
+            "--pipelines",
+            "slowsave",
+            "--params",
+            f"dask_client.address={address}",
+            timeout=120,
+        )
+        return address, result
+
+    with ThreadPoolExecutor(max_workers=len(TLS_MISMATCHES)) as pool:
+        return dict(zip(TLS_MISMATCHES, pool.map(run, TLS_MISMATCHES), strict=True))
+
+
+@pytest.mark.parametrize("case", list(TLS_MISMATCHES))
+def test_tls_misconfiguration_is_one_clear_error(case, tls_mismatch_runs):
+    """A scheme the TLS settings contradict is a configuration error: one line
+    naming the address, promptly, not a traceback."""
+    address, result = tls_mismatch_runs[case]
+    assert_one_clear_error(result, address)
+    assert result.duration < 20, f"{result.duration:.1f} s\n{result.describe()}"
+
+
+def test_credentials_never_reach_any_log(secure_cluster, security_project, tmp_path):
+    """A node fails after its credentialed dataset was saved and loaded on the
+    workers: the secret is nowhere in the output, info.log or the Dask logs."""
+    info_log = security_project / "info.log"
+    info_log.unlink(missing_ok=True)
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    result = kedro_run(
+        security_project,
+        "run",
+        "--runner",
+        DASK_RUNNER,
+        "--pipelines",
+        "secrets",
+        timeout=180,
+        FAULT_HOOKS_DIR=str(hooks),
+    )
+    described = result.describe() + secure_cluster.log_tails()
+    # The failure happened where intended: on a worker, after the dataset (which
+    # needs the secret) was written and read there.
+    assert result.returncode != 0, described
+    assert "failing on purpose after reading 200 rows" in result.output, described
+    errors = read_jsonl(hooks / "on_node_error.jsonl")
+    assert [e["node"] for e in errors] == ["read_secret_store_node"], errors
+    assert errors[0]["worker"].startswith("tls://"), errors
+    assert (security_project / "data" / "07_model_output" / "secret_store.csv").exists()
+
+    logs = {"kedro run output": result.output}
+    assert info_log.exists(), "the run wrote no info.log"
+    logs["info.log"] = info_log.read_text(errors="replace")
+    logs.update(secure_cluster.log_texts())
+    worker_logs = "".join(t for n, t in logs.items() if n.startswith("w"))
+    assert "read_secret_store_node" in worker_logs, "the workers logged no failure"
+    leaked = [name for name, text in logs.items() if SECRET in text]
+    assert not leaked, f"the secret appears in: {leaked}"

@@ -10,7 +10,6 @@ import contextlib
 import gc
 import os
 import platform
-import signal
 import socket
 import subprocess
 import sys
@@ -135,9 +134,11 @@ class WarmCluster:
     """``dask scheduler`` plus ``n_workers`` single-threaded ``dask worker``
     processes on 127.0.0.1, started once and kept for the whole benchmark.
 
-    Each process leads its own process group; ``stop`` ends those groups only.
-    The scheduler gets no project on its path (a plain scheduler runs any
-    project); the workers get ``PYTHONPATH`` with the project and the workloads.
+    The processes stay in the benchmark's process group, so whatever ends the
+    benchmark's group (Ctrl-C, a test's timeout) ends them too; ``stop`` ends
+    them, and the worker processes the nannies started, by pid. The scheduler
+    gets no project on its path (a plain scheduler runs any project); the
+    workers get ``PYTHONPATH`` with the project and the workloads.
     """
 
     def __init__(self, n_workers: int, log_dir: Path, timeout: float = 90):
@@ -161,13 +162,10 @@ class WarmCluster:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                start_new_session=True,
             )
         )
 
     def start(self) -> WarmCluster:
-        from distributed import Client
-
         self.log_dir.mkdir(parents=True, exist_ok=True)
         port = free_port()
         self.address = f"tcp://127.0.0.1:{port}"
@@ -182,7 +180,7 @@ class WarmCluster:
                 "--dashboard-address",
                 f"127.0.0.1:{free_port()}",
                 "--idle-timeout",
-                "3600",  # a safety net should stop() never run
+                "900",  # a safety net should stop() never run
             ],
             "scheduler",
             scheduler_env,
@@ -216,17 +214,35 @@ class WarmCluster:
                 f"worker-{i}",
                 dict(os.environ),
             )
-        self.client = Client(self.address, set_as_default=False, timeout=30)
-        self.client.wait_for_workers(self.n_workers, timeout=self.timeout)
+        client = self.control()
+        client.wait_for_workers(self.n_workers, timeout=self.timeout)
         import quiet_logging
 
-        self.client.run(quiet_logging.apply)
-        self.worker_pids = self.client.run(os.getpid)
+        client.run(quiet_logging.apply)
+        self.worker_pids = client.run(os.getpid)
         return self
 
+    def control(self) -> Any:
+        """The benchmark's own client to the warm cluster, reconnected if lost."""
+        from distributed import Client
+
+        if self.client is None or self.client.status != "running":
+            if self.client is not None:
+                with contextlib.suppress(Exception):
+                    self.client.close(timeout=5)
+            self.client = Client(self.address, set_as_default=False, timeout=30)
+        return self.client
+
+    @property
+    def scheduler_pid(self) -> int:
+        return self._procs[0].pid
+
+    @property
+    def nanny_pids(self) -> list[int]:
+        return [proc.pid for proc in self._procs[1:]]
+
     def collect_garbage(self) -> None:
-        if self.client is not None:
-            self.client.run(gc.collect)
+        self.control().run(gc.collect)
 
     def log_tail(self, size: int = 2000) -> str:
         parts = []
@@ -235,21 +251,27 @@ class WarmCluster:
         return "\n".join(parts)
 
     def stop(self) -> None:
+        import psutil
+
         if self.client is not None:
             with contextlib.suppress(Exception):
                 self.client.close(timeout=10)
             self.client = None
-        for proc in reversed(self._procs):
+        leftovers = []
+        for proc in reversed(self._procs):  # workers first, the scheduler last
+            with contextlib.suppress(psutil.Error):
+                leftovers += psutil.Process(proc.pid).children(recursive=True)
             if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(proc.pid, signal.SIGTERM)
+                proc.terminate()
         for proc in reversed(self._procs):
-            with contextlib.suppress(subprocess.TimeoutExpired):
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
                 proc.wait(timeout=10)
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=10)
+        for child in leftovers:  # a nanny's worker process, should it outlive it
+            with contextlib.suppress(psutil.Error):
+                child.kill()
         for log in self._logs:
             log.close()
 
@@ -497,9 +519,7 @@ def run_pipeline(
         runner = make_runner(name, ctx)
         runner.run(pipeline, catalog)
         seconds = time.perf_counter() - start
-    memory = (
-        _summarise_memory(sampler, name, runner, memory_unit) if sampler else None
-    )
+    memory = _summarise_memory(sampler, name, runner, memory_unit) if sampler else None
     if name == PARALLEL:
         runner._manager.shutdown()
     del runner, catalog

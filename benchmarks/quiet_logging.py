@@ -21,7 +21,9 @@ def apply() -> dict[str, str]:
     """Set the quiet levels; return them by logger name (for the report)."""
     for name in LOGGERS:
         logging.getLogger(name).setLevel(LEVEL)
-    return {name: logging.getLevelName(logging.getLogger(name).level) for name in LOGGERS}
+    return {
+        name: logging.getLevelName(logging.getLogger(name).level) for name in LOGGERS
+    }
 
 
 def dask_setup(worker=None) -> None:  # noqa: ANN001 - distributed's preload hook

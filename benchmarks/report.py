@@ -24,20 +24,62 @@ from harness import (
 
 TARGETS = [
     # (id, description, case, runner, metric, threshold)
-    ("W1 fan-out", "DaskRunner (warm) adds <= 1.0 ms per node over Sequential",
-     "W1 fan-out", DASK_WARM, "overhead_ms_per_node", 1.0),
-    ("W1 chain", "DaskRunner (warm) adds <= 1.0 ms per node over Sequential",
-     "W1 chain", DASK_WARM, "overhead_ms_per_node", 1.0),
-    ("W2", "DaskRunner (warm) <= 0.55x SequentialRunner",
-     "W2 CPU", DASK_WARM, "vs_sequential", 0.55),
-    ("W3 time", "DaskRunner (warm) <= 1.25x SequentialRunner",
-     "W3 data", DASK_WARM, "vs_sequential", 1.25),
-    ("W3 vs Parallel", "DaskRunner (warm) <= 0.15x ParallelRunner",
-     "W3 data", DASK_WARM, "vs_parallel", 0.15),
-    ("W3 memory", "DaskRunner (warm) peak worker memory <= 2.5x one intermediate",
-     "W3 data", DASK_WARM, "worker_net_peak_x", 2.5),
-    ("W4", "DaskRunner (LocalCluster) start + run + stop, one node, <= 1.5 s",
-     "W4 start-up", DASK_LOCAL, "median_s", 1.5),
+    (
+        "W1 fan-out",
+        "DaskRunner (warm) adds <= 1.0 ms per node over Sequential",
+        "W1 fan-out",
+        DASK_WARM,
+        "overhead_ms_per_node",
+        1.0,
+    ),
+    (
+        "W1 chain",
+        "DaskRunner (warm) adds <= 1.0 ms per node over Sequential",
+        "W1 chain",
+        DASK_WARM,
+        "overhead_ms_per_node",
+        1.0,
+    ),
+    (
+        "W2",
+        "DaskRunner (warm) <= 0.55x SequentialRunner",
+        "W2 CPU",
+        DASK_WARM,
+        "vs_sequential",
+        0.55,
+    ),
+    (
+        "W3 time",
+        "DaskRunner (warm) <= 1.25x SequentialRunner",
+        "W3 data",
+        DASK_WARM,
+        "vs_sequential",
+        1.25,
+    ),
+    (
+        "W3 vs Parallel",
+        "DaskRunner (warm) <= 0.15x ParallelRunner",
+        "W3 data",
+        DASK_WARM,
+        "vs_parallel",
+        0.15,
+    ),
+    (
+        "W3 memory",
+        "DaskRunner (warm) peak worker memory <= 2.5x one intermediate",
+        "W3 data",
+        DASK_WARM,
+        "worker_net_peak_x",
+        2.5,
+    ),
+    (
+        "W4",
+        "DaskRunner (LocalCluster) start + run + stop, one node, <= 1.5 s",
+        "W4 start-up",
+        DASK_LOCAL,
+        "median_s",
+        1.5,
+    ),
 ]
 SCALE_GROWTH_LIMIT = 1.5  # cost per node at the largest size vs at 1,000 nodes
 
@@ -78,11 +120,17 @@ def summarise(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 row["overhead_ms_per_node"] = (median - seq) / r["nodes"] * 1e3
         memory = r.get("memory")
         if memory:
-            for key in ("worker_net_peak_x", "worker_peak_x", "worker_net_peak_mb",
-                        "worker_peak_rss_mb", "driver_net_peak_mb"):
+            for key in (
+                "worker_net_peak_x",
+                "worker_peak_x",
+                "worker_net_peak_mb",
+                "worker_peak_rss_mb",
+                "driver_net_peak_mb",
+            ):
                 row[key] = _median([m[key] for m in memory])
-            managers = [m["manager_net_peak_mb"] for m in memory
-                        if "manager_net_peak_mb" in m]
+            managers = [
+                m["manager_net_peak_mb"] for m in memory if "manager_net_peak_mb" in m
+            ]
             if managers:
                 row["manager_net_peak_mb"] = _median(managers)
         if r.get("phases"):
@@ -98,15 +146,17 @@ def evaluate_targets(rows: list[dict[str, Any]], quick: bool) -> list[dict[str, 
     for target_id, text, case, runner, metric, limit in TARGETS:
         row = by_key.get((case, runner))
         value = row.get(metric) if row else None
-        verdicts.append({
-            "target": target_id,
-            "description": text,
-            "metric": metric,
-            "threshold": limit,
-            "measured": value,
-            "met": None if value is None else bool(value <= limit),
-            "comparable": not quick,
-        })
+        verdicts.append(
+            {
+                "target": target_id,
+                "description": text,
+                "metric": metric,
+                "threshold": limit,
+                "measured": value,
+                "met": None if value is None else bool(value <= limit),
+                "comparable": not quick,
+            }
+        )
     verdicts.append(_scale_check(rows, quick))
     return verdicts
 
@@ -114,8 +164,13 @@ def evaluate_targets(rows: list[dict[str, Any]], quick: bool) -> list[dict[str, 
 def _scale_check(rows: list[dict[str, Any]], quick: bool) -> dict[str, Any]:
     """Flatness of the warm DaskRunner's cost per node over the W1-scale sizes."""
     scale = sorted(
-        (r for r in rows if r["workload"] == "W1-scale" and r["runner"] == DASK_WARM
-         and r.get("ms_per_node") is not None),
+        (
+            r
+            for r in rows
+            if r["workload"] == "W1-scale"
+            and r["runner"] == DASK_WARM
+            and r.get("ms_per_node") is not None
+        ),
         key=lambda r: r["nodes"],
     )
     value = None
@@ -152,7 +207,7 @@ def _memory_cell(row: dict[str, Any]) -> str:
     if row.get("worker_net_peak_x") is None:
         return ""
     cell = (
-        f"{row['worker_net_peak_x']:.2f}x ({row['worker_net_peak_mb']:.0f} MB net, "
+        f"{row['worker_net_peak_x']:.2f}× ({row['worker_net_peak_mb']:.0f} MB net, "
         f"{row['worker_peak_rss_mb']:.0f} MB RSS)"
     )
     if row.get("manager_net_peak_mb") is not None:
@@ -177,8 +232,9 @@ def results_table(rows: list[dict[str, Any]]) -> str:
         overhead = r.get("overhead_ms_per_node")
         note = r["note"] if r["runner"] in (SEQUENTIAL, LOCAL_ONLY) else ""
         if r.get("start_s_median") is not None:
-            note = (f"start {r['start_s_median']:.2f} s + close "
-                    f"{r['stop_s_median']:.2f} s")
+            note = (
+                f"start {r['start_s_median']:.2f} s + close {r['stop_s_median']:.2f} s"
+            )
         lines.append(
             f"| {r['case']} | {r['runner']} | {r['nodes']:,} | {r['runs']} "
             f"| {r['median_s']:.3f} | {spread} | {_fmt(r['vs_sequential'], 2, '×')} "
@@ -199,7 +255,9 @@ def scale_table(rows: list[dict[str, Any]]) -> str:
     for runner in RUNNERS:
         cells = []
         for n in sizes:
-            row = next((r for r in fan if r["runner"] == runner and r["nodes"] == n), None)
+            row = next(
+                (r for r in fan if r["runner"] == runner and r["nodes"] == n), None
+            )
             if row is None or row.get("ms_per_node") is None:
                 cells.append("skipped" if row and row["skipped"] else "–")
             else:
@@ -236,31 +294,48 @@ def markdown(
     cal = settings["w2_calibration"]
     logging_info = settings["logging"]
     levels = ", ".join(f"`{k}`={v}" for k, v in logging_info["levels"].items())
+    machine_row = (
+        "| "
+        + " | ".join(
+            [
+                str(machine["nproc"]),
+                machine["cpu_model"],
+                f"{machine['ram_gib']} GiB",
+                machine["python"],
+                machine["kedro"],
+                machine["dask"],
+                machine["distributed"],
+                machine["numpy"],
+            ]
+        )
+        + " |"
+    )
     return f"""# Kedro runners vs DaskRunner: benchmark results
 
-Mode: **{settings['mode']}**, {settings['repeats']} repetition(s) per runner, runners
+Mode: **{settings["mode"]}**, {settings["repeats"]} repetition(s) per runner, runners
 interleaved (each repetition runs every runner once, starting from a different one).
-Total benchmark time {settings['total_seconds']} s.
+Total benchmark time {settings["total_seconds"]} s.
 
 ## Machine
 
 | nproc | CPU | RAM | Python | kedro | dask | distributed | numpy |
 |---:|---|---:|---|---|---|---|---|
-| {machine['nproc']} | {machine['cpu_model']} | {machine['ram_gib']} GiB | {machine['python']} | {machine['kedro']} | {machine['dask']} | {machine['distributed']} | {machine['numpy']} |
+{machine_row}
 
-Load average when the benchmark started: {machine['load_average_at_start']}.
+Load average (1, 5, 15 min) when the benchmark started:
+{machine["load_average_at_start"]}; when it ended: {machine.get("load_average_at_end")}.
 
 ## Settings
 
 - Runners: SequentialRunner; ThreadRunner and ParallelRunner with
-  `max_workers={settings['pool_workers']}`; DaskRunner on an embedded LocalCluster
-  (`client_args={settings['local_cluster_args']}`, cluster start and stop timed);
+  `max_workers={settings["pool_workers"]}`; DaskRunner on an embedded LocalCluster
+  (`client_args={settings["local_cluster_args"]}`, cluster start and stop timed);
   DaskRunner on a warm cluster (`dask scheduler` + 2 `dask worker --nthreads 1`
   started once before timing, `client_args={{"address": ...}}`).
 - Timed: constructing the runner and `runner.run(pipeline, catalog)`; pipeline and
   catalog are built before the clock starts.
-- Logging: {levels} in the driver ({logging_info['driver']}) and on every
-  worker ({logging_info['workers']}); ParallelRunner's forked pool inherits the
+- Logging: {levels} in the driver ({logging_info["driver"]}) and on every
+  worker ({logging_info["workers"]}); ParallelRunner's forked pool inherits the
   driver's levels. Same for every runner.
 - Catalogs: W1, W2, W4 use an empty `DataCatalog` (datasets created by Kedro's
   default runtime pattern); ParallelRunner gets a `SharedMemoryDataCatalog`. W3
@@ -268,13 +343,13 @@ Load average when the benchmark started: {machine['load_average_at_start']}.
   Sequential, Thread and both Dask runners; ParallelRunner must use
   `SharedMemoryDataset` (a plain MemoryDataset cannot carry data between its
   processes).
-- Sizes: W1 {sizes['w1_nodes']:,} nodes; W1-scale fan-out at
-  {', '.join(f'{n:,}' for n in sizes['scale_nodes'])} nodes (sizes above
-  {sizes['single_run_max_nodes']:,} run once; ParallelRunner only up to
-  {sizes['w1_nodes']:,}); W2 {sizes['cpu_nodes']} nodes of
-  {cal['iterations']:,} loop iterations (calibrated to {sizes['cpu_seconds']} s,
-  check run {cal['measured']:.3f} s); W3 {sizes['data_nodes']} nodes of
-  {sizes['data_elements'] * 8 / 1e6:g} MB float64 arrays.
+- Sizes: W1 {sizes["w1_nodes"]:,} nodes; W1-scale fan-out at
+  {", ".join(f"{n:,}" for n in sizes["scale_nodes"])} nodes (sizes above
+  {sizes["single_run_max_nodes"]:,} run once; ParallelRunner only runs W1 pipelines of
+  up to {sizes["parallel_max_nodes"]:,} trivial nodes); W2 {sizes["cpu_nodes"]} nodes of
+  {cal["iterations"]:,} loop iterations (calibrated to {sizes["cpu_seconds"]} s,
+  check run {cal["measured"]:.3f} s); W3 {sizes["data_nodes"]} nodes of
+  {sizes["data_elements"] * 8 / 1e6:g} MB float64 arrays.
 - Memory: peak RSS of the busiest worker process minus its idle RSS ("net"),
   sampled every 10 ms; see the README for what counts as a worker per runner.
 
@@ -295,19 +370,27 @@ Load average when the benchmark started: {machine['load_average_at_start']}.
 # --------------------------------------------------------------------------- #
 # Chart
 # --------------------------------------------------------------------------- #
-def chart(path: Path, rows: list[dict[str, Any]], machine: dict[str, Any],
-          settings: dict[str, Any]) -> None:
+def chart(
+    path: Path,
+    rows: list[dict[str, Any]],
+    machine: dict[str, Any],
+    settings: dict[str, Any],
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    cases = [c for c in ("W1 fan-out", "W1 chain", "W2 CPU", "W3 data", "W4 start-up")
-             if any(r["case"] == c for r in rows)]
+    cases = [
+        c
+        for c in ("W1 fan-out", "W1 chain", "W2 CPU", "W3 data", "W4 start-up")
+        if any(r["case"] == c for r in rows)
+    ]
     by_key = {(r["case"], r["runner"]): r for r in rows}
     colours = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3"]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(14, 5.5),
-                                      gridspec_kw={"width_ratios": [3, 2]})
+    fig, (left, right) = plt.subplots(
+        1, 2, figsize=(14, 5.5), gridspec_kw={"width_ratios": [3, 2]}
+    )
     width = 0.8 / len(RUNNERS)
     for i, runner in enumerate(RUNNERS):
         xs, ys = [], []
@@ -318,9 +401,16 @@ def chart(path: Path, rows: list[dict[str, Any]], machine: dict[str, Any],
                 ys.append(row["vs_sequential"])
         bars = left.bar(xs, ys, width, label=runner, color=colours[i])
         for bar, y in zip(bars, ys, strict=True):
-            left.annotate(f"{y:.2g}", (bar.get_x() + bar.get_width() / 2, y),
-                          ha="center", va="bottom", fontsize=6, rotation=90,
-                          xytext=(0, 2), textcoords="offset points")
+            left.annotate(
+                f"{y:.2g}",
+                (bar.get_x() + bar.get_width() / 2, y),
+                ha="center",
+                va="bottom",
+                fontsize=6,
+                rotation=90,
+                xytext=(0, 2),
+                textcoords="offset points",
+            )
     left.axhline(1.0, color="black", linewidth=0.8, linestyle="--")
     left.set_yscale("log")
     left.set_xticks(range(len(cases)))
@@ -329,13 +419,24 @@ def chart(path: Path, rows: list[dict[str, Any]], machine: dict[str, Any],
     left.set_title("Time relative to SequentialRunner (lower is better)")
     left.legend(fontsize=8, loc="upper left")
 
-    fan = [r for r in rows if (r["case"] == "W1 fan-out" or r["workload"] == "W1-scale")
-           and r.get("ms_per_node") is not None]
+    fan = [
+        r
+        for r in rows
+        if (r["case"] == "W1 fan-out" or r["workload"] == "W1-scale")
+        and r.get("ms_per_node") is not None
+    ]
     for i, runner in enumerate(RUNNERS):
-        points = sorted((r["nodes"], r["ms_per_node"]) for r in fan if r["runner"] == runner)
+        points = sorted(
+            (r["nodes"], r["ms_per_node"]) for r in fan if r["runner"] == runner
+        )
         if points:
-            right.plot([p[0] for p in points], [p[1] for p in points], marker="o",
-                       label=runner, color=colours[i])
+            right.plot(
+                [p[0] for p in points],
+                [p[1] for p in points],
+                marker="o",
+                label=runner,
+                color=colours[i],
+            )
     right.set_xscale("log")
     right.set_yscale("log")
     right.set_xlabel("nodes in the fan-out pipeline")
@@ -354,19 +455,32 @@ def chart(path: Path, rows: list[dict[str, Any]], machine: dict[str, Any],
     plt.close(fig)
 
 
-def write_all(out: Path, records: list[dict[str, Any]], machine: dict[str, Any],
-              settings: dict[str, Any]) -> list[Path]:
+def write_all(
+    out: Path,
+    records: list[dict[str, Any]],
+    machine: dict[str, Any],
+    settings: dict[str, Any],
+) -> list[Path]:
     rows = summarise(records)
     verdicts = evaluate_targets(rows, quick=settings["mode"] == "quick")
-    md_path, json_path, png_path = (out / "results.md", out / "results.json",
-                                    out / "benchmark.png")
+    md_path, json_path, png_path = (
+        out / "results.md",
+        out / "results.json",
+        out / "benchmark.png",
+    )
     md_path.write_text(markdown(rows, verdicts, machine, settings), encoding="utf-8")
-    json_path.write_text(json.dumps({
-        "machine": machine,
-        "settings": settings,
-        "targets": verdicts,
-        "summary": rows,
-        "runs": records,
-    }, indent=2), encoding="utf-8")
+    json_path.write_text(
+        json.dumps(
+            {
+                "machine": machine,
+                "settings": settings,
+                "targets": verdicts,
+                "summary": rows,
+                "runs": records,
+            },
+            indent=2,
+        ),
+        encoding="utf-8",
+    )
     chart(png_path, rows, machine, settings)
     return [md_path, json_path, png_path]

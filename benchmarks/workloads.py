@@ -105,8 +105,7 @@ def fan_out(n: int) -> Pipeline:
     """One source node and ``n`` consumers of its output (``n + 1`` nodes)."""
     nodes = [node(source, None, "fan_src", name="fan_src")]
     nodes += [
-        node(passthrough, "fan_src", f"fan_out_{i}", name=f"fan_{i}")
-        for i in range(n)
+        node(passthrough, "fan_src", f"fan_out_{i}", name=f"fan_{i}") for i in range(n)
     ]
     return Pipeline(nodes)
 
@@ -138,8 +137,7 @@ def data_chain(n: int, elements: int) -> Pipeline:
     make = update_wrapper(partial(make_array, elements), make_array)
     nodes = [node(make, None, "arr_0", name="arr_0")]
     nodes += [
-        node(add_one, f"arr_{i - 1}", f"arr_{i}", name=f"arr_{i}")
-        for i in range(1, n)
+        node(add_one, f"arr_{i - 1}", f"arr_{i}", name=f"arr_{i}") for i in range(1, n)
     ]
     return Pipeline(nodes)
 

@@ -140,6 +140,8 @@ class DaskRunner(AbstractRunner):
             Exception: in case of any downstream node failure, the node's own
                 exception with its remote traceback.
         """
+        if not pipeline.nodes:  # e.g. --only-missing-outputs found nothing to do
+            return
         # Everything that can fail on bad input fails here, before submitting.
         graph = PipelineGraph(pipeline, catalog)
         context = _pickled_run_context(hook_manager, run_id, self._is_async)

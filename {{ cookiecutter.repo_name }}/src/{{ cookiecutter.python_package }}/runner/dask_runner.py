@@ -200,7 +200,7 @@ class DaskRunner(AbstractRunner):
         del futures  # so each result is freed as soon as Dask no longer needs it
         watch.on_lost(lambda: client.cancel(list(pending.futures), force=True))
 
-        load_counts = Counter(chain.from_iterable(n.inputs for n in nodes))
+        release = _Releaser(pipeline, catalog)
         done_nodes: set[Node] = set()
         try:
             for future in pending:
@@ -218,12 +218,39 @@ class DaskRunner(AbstractRunner):
                 )
                 for name in node.confirms:
                     catalog.confirm(name)
-                self._release_datasets(node, catalog, load_counts, pipeline)
+                release.after(node)
             values = client.gather([kept[key] for key in output_keys.values()])
             return dict(zip(output_keys, values, strict=True))
         finally:
             # On failure or Ctrl-C, leave nothing of this run on the cluster.
             client.cancel([*pending.futures, *kept.values()], force=True)
+
+
+class _Releaser:
+    """Releases datasets in the driver's catalog as ``SequentialRunner`` does.
+
+    Same calls as ``AbstractRunner._release_datasets``, whose per-call
+    ``pipeline.inputs()``/``outputs()`` cost grows with the pipeline: computed once
+    here, following a run stays linear in its number of nodes.
+    """
+
+    def __init__(self, pipeline: Pipeline, catalog: CatalogProtocol):
+        self._catalog = catalog
+        self._load_counts = Counter(
+            chain.from_iterable(n.inputs for n in pipeline.nodes)
+        )
+        self._inputs = pipeline.inputs()
+        self._outputs = pipeline.outputs()
+
+    def after(self, node: Node) -> None:
+        """Release what ``node`` was the last to need."""
+        for dataset in node.inputs:
+            self._load_counts[dataset] -= 1
+            if self._load_counts[dataset] < 1 and dataset not in self._inputs:
+                self._catalog.release(dataset)
+        for dataset in node.outputs:
+            if self._load_counts[dataset] < 1 and dataset not in self._outputs:
+                self._catalog.release(dataset)
 
 
 def _failure(future: Future, watch: _WorkerWatch) -> BaseException:

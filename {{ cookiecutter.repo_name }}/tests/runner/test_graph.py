@@ -247,19 +247,17 @@ def test_memory_pipeline_inputs_are_recomputable_tasks(tmp_path):
     assert dask.get(dask_graph.graph, input_key) == EXTRA
 
 
-def test_every_node_task_gets_the_run_context(tmp_path):
+def test_every_node_task_carries_the_run_context(tmp_path):
     graph = PipelineGraph(_pipeline(), _catalog(tmp_path))
-    dask_graph, token = _to_dask(graph)
+    dask_graph, _ = _to_dask(graph)
 
-    context_keys = {
+    context_tasks = [
         dask_graph.graph[key][2][0] for key in dask_graph.node_keys.values()
-    }
-    assert len(context_keys) == 1  # one context per run, shared by all nodes
-    [context_key] = context_keys
-    assert token in context_key
-    assert context_key not in dask_graph.node_keys.values()
-    # A task of its own, computed (unpickled) on the worker that needs it.
-    context = dask.get(dask_graph.graph, context_key)
+    ]
+    # Inline in each task, not a shared key: no task waits for another worker.
+    assert all(task[0] is pickle.loads for task in context_tasks)
+    assert len({task[1] for task in context_tasks}) == 1  # the same bytes for all
+    context = pickle.loads(context_tasks[0][1])
     assert isinstance(context, RunContext)
     assert context.run_id == "run"
 

@@ -319,15 +319,26 @@ def test_hooks_are_registered_once_per_context():
 
 
 def test_run_context_pickles_without_its_hook_manager():
-    context = _context(RecordingHooks())
+    context = _context(RecordingHooks(), run_id="run-pickled")
     _hooks_of(context).calls.append(("driver-side",))
 
     copy = pickle.loads(pickle.dumps(context))
 
     assert copy._hook_manager is None
     assert copy.run_id == context.run_id
-    # The copy rebuilds its hooks from the pickled plugins, not from the original.
-    assert _hooks_of(copy).calls == []
+
+
+def test_hooks_are_loaded_once_per_process_and_run():
+    """Every task carries the run's context; its hooks must not be rebuilt per task."""
+    first = _context(RecordingHooks(), run_id="run-shared")
+    same_run = pickle.loads(pickle.dumps(first))
+    other_run = _context(RecordingHooks(), run_id="run-other")
+
+    assert same_run.hook_manager is first.hook_manager
+    assert other_run.hook_manager is not first.hook_manager
+    _hooks_of(first).calls.append(("seen",))
+    assert _hooks_of(same_run).calls == [("seen",)]
+    assert _hooks_of(other_run).calls == []
 
 
 def test_picklable_node_hooks_keeps_only_node_and_dataset_hooks():

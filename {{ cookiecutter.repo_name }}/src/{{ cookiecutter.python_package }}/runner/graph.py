@@ -137,17 +137,17 @@ class PipelineGraph:
 
         Args:
             token: Unique per run; keeps task keys of concurrent runs apart.
-            context: The run's pickled ``RunContext``. It is a task of its own, so
-                Dask computes it once per worker that needs it, and again should
-                the worker holding it die.
-            inputs: Each in-memory pipeline input, pickled by the driver. Like
-                the context, each is a task: Dask recomputes it on any worker
-                should the one holding it die, which scattered data cannot do.
+            context: The run's pickled ``RunContext``, unpickled inside every node
+                task: a shared key would tie the first tasks to the worker that
+                holds it, and its thousands of dependents cost the scheduler.
+            inputs: Each in-memory pipeline input, pickled by the driver. Each is a
+                task: Dask recomputes it on any worker should the one holding it
+                die, which scattered data cannot do.
             node_options: Dask options (``resources``, ``retries``, ...) of a node.
         """
         # Node keys end with the token, other keys with a word: no name can clash.
-        context_key = f"kedro-run-{token}-context"
-        graph: dict[str, Any] = {context_key: (pickle.loads, context)}
+        graph: dict[str, Any] = {}
+        context_task = (pickle.loads, context)
         node_keys = {node: f"{node.name}-{token}" for node in self.pipeline.nodes}
         data_keys: dict[str, Any] = {}
         for name, payload in inputs.items():
@@ -179,7 +179,7 @@ class PipelineGraph:
             graph[node_keys[node]] = (
                 apply,
                 (pickle.loads, self._payloads[node]),
-                [context_key, [data_keys[name] for name in memory_inputs], after],
+                [context_task, [data_keys[name] for name in memory_inputs], after],
             )
         annotations = {}
         for node in self.pipeline.nodes if node_options else ():

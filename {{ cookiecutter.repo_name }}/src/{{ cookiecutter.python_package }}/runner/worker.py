@@ -8,8 +8,9 @@ and asynchronous loading behave exactly as they do with ``SequentialRunner``.
 Persisted datasets are loaded and saved right here, on the worker.
 
 ``RunContext`` carries what every node of a run shares (run id, hooks, the project
-to configure). Dask ships it once per worker and keeps it in worker memory for
-the run, so hooks are unpickled and registered once, not once per node.
+to configure). Each task carries it, a few hundred bytes, rather than depending on
+a shared key: Dask then places nodes freely, and hooks are still unpickled and
+registered once per worker process and run.
 """
 
 from __future__ import annotations
@@ -74,15 +75,25 @@ class RunContext:
 
     @property
     def hook_manager(self) -> PluginManager:
-        """The worker's hook manager for this run, built on first use."""
+        """The worker's hook manager for this run, built once per worker process."""
         if self._hook_manager is None:
-            if self.package_name:
-                _configure_project(self.package_name)
-            manager = _create_hook_manager()
-            for plugin in pickle.loads(self._hook_plugins):
-                manager.register(plugin)
-            self._hook_manager = manager
+            self._hook_manager = _hook_manager(
+                self.run_id, self.package_name, self._hook_plugins
+            )
         return self._hook_manager
+
+
+@functools.lru_cache(maxsize=8)
+def _hook_manager(
+    run_id: str | None, package_name: str | None, hook_plugins: bytes
+) -> PluginManager:
+    """Every task of a run carries the run's context; its hooks are loaded once."""
+    if package_name:
+        _configure_project(package_name)
+    manager = _create_hook_manager()
+    for plugin in pickle.loads(hook_plugins):
+        manager.register(plugin)
+    return manager
 
 
 @functools.cache

@@ -59,6 +59,7 @@ class Environment:
     python_path: list[str]
     logging_levels: dict[str, str]
     tmp_dir: Path
+    source: dict[str, Any]
 
 
 def prepare_environment() -> Environment:
@@ -68,6 +69,7 @@ def prepare_environment() -> Environment:
     from cookiecutter.main import cookiecutter
 
     tmp_dir = Path(tempfile.mkdtemp(prefix="kedro-dask-bench-"))
+    source = runner_source()
     project_dir = Path(
         cookiecutter(
             str(REPO_ROOT),
@@ -91,7 +93,8 @@ def prepare_environment() -> Environment:
     import quiet_logging
 
     levels = quiet_logging.apply()
-    return Environment(project_dir, python_path, levels, tmp_dir)
+    source["dask_runner_options"] = dask_options()
+    return Environment(project_dir, python_path, levels, tmp_dir, source)
 
 
 def machine_facts() -> dict[str, Any]:
@@ -400,6 +403,7 @@ class RssSampler:
 class Context:
     env: Environment
     warm: WarmCluster
+    local_worker_idle_rss: int | None = None
 
 
 def make_runner(name: str, ctx: Context) -> Any:
@@ -415,10 +419,54 @@ def make_runner(name: str, ctx: Context) -> Any:
     from bench_project.runner import DaskRunner
 
     if name == DASK_LOCAL:
-        return DaskRunner(client_args=dict(LOCAL_CLUSTER_ARGS))
+        return DaskRunner(client_args=dict(LOCAL_CLUSTER_ARGS), **dask_options())
     if name == DASK_WARM:
-        return DaskRunner(client_args={"address": ctx.warm.address})
+        return DaskRunner(client_args={"address": ctx.warm.address}, **dask_options())
     raise ValueError(name)
+
+
+def dask_options() -> dict[str, Any]:
+    """DaskRunner options the benchmark sets; everything else keeps its default.
+
+    The live progress display is switched off (when the runner has one): it is on
+    by default only on a terminal, and timings must not depend on where the
+    benchmark's output goes.
+    """
+    import inspect
+
+    from bench_project.runner import DaskRunner
+
+    if "progress" in inspect.signature(DaskRunner).parameters:
+        return {"progress": False}
+    return {}
+
+
+def runner_source() -> dict[str, Any]:
+    """Which DaskRunner was measured: the repository commit and whether the
+    template's runner had uncommitted changes when it was rendered."""
+    runner_dir = (
+        "{{ cookiecutter.repo_name }}/src/{{ cookiecutter.python_package }}/runner"
+    )
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(
+                ["git", *args],
+                cwd=REPO_ROOT,
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=True,
+            ).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    return {
+        "commit": git("rev-parse", "--short", "HEAD") or "unknown",
+        "runner_uncommitted_changes": bool(
+            git("status", "--porcelain", "--", runner_dir)
+        ),
+    }
 
 
 @dataclass
@@ -445,14 +493,43 @@ def _memory_sampler(name: str, ctx: Context) -> RssSampler:
             follow_children=True,
             child_baseline=psutil.Process().memory_info().rss,
         )
-    # LocalCluster workers are spawned during the run; their idle size is taken
-    # to be that of a warm worker (same interpreter, same modules) - see README.
+    # LocalCluster workers are spawned during the run: their idle size is
+    # measured once on a LocalCluster of the same kind that has run a node.
+    if ctx.local_worker_idle_rss is None:
+        ctx.local_worker_idle_rss = local_worker_idle_rss()
+    return RssSampler(
+        driver, follow_children=True, child_baseline=ctx.local_worker_idle_rss
+    )
+
+
+def _rss() -> int:
     import psutil
 
-    idle = min(
-        psutil.Process(pid).memory_info().rss for pid in ctx.warm.worker_pids.values()
-    )
-    return RssSampler(driver, follow_children=True, child_baseline=idle)
+    return psutil.Process().memory_info().rss
+
+
+def local_worker_idle_rss() -> int:
+    """RSS of an idle worker of a LocalCluster like the runner's, once it has run
+    a tiny two-node array pipeline (so Kedro, numpy and the runner are loaded)."""
+    import workloads
+    from bench_project.runner import DaskRunner
+    from distributed import Client, LocalCluster
+
+    with (
+        LocalCluster(
+            **LOCAL_CLUSTER_ARGS, host="127.0.0.1", dashboard_address="127.0.0.1:0"
+        ) as cluster,
+        Client(cluster, set_as_default=False) as client,
+    ):
+        pipeline = workloads.data_chain(2, 1_000)
+        DaskRunner(
+            client_args={"address": cluster.scheduler_address}, **dask_options()
+        ).run(
+            pipeline,
+            workloads.catalog(pipeline, shared_memory=False, assign_datasets=True),
+        )
+        client.run(gc.collect)
+        return min(client.run(_rss).values())
 
 
 def _summarise_memory(

@@ -294,6 +294,16 @@ def markdown(
     cal = settings["w2_calibration"]
     logging_info = settings["logging"]
     levels = ", ".join(f"`{k}`={v}" for k, v in logging_info["levels"].items())
+    source = settings.get("runner_source") or {
+        "commit": "unknown",
+        "runner_uncommitted_changes": False,
+        "dask_runner_options": {},
+    }
+    dirty = (
+        " plus uncommitted changes to the runner"
+        if source["runner_uncommitted_changes"]
+        else ""
+    )
     machine_row = (
         "| "
         + " | ".join(
@@ -327,6 +337,8 @@ Load average (1, 5, 15 min) when the benchmark started:
 
 ## Settings
 
+- DaskRunner measured: repository commit `{source["commit"]}`{dirty}; options
+  set by the benchmark: `{source["dask_runner_options"]}` (all others default).
 - Runners: SequentialRunner; ThreadRunner and ParallelRunner with
   `max_workers={settings["pool_workers"]}`; DaskRunner on an embedded LocalCluster
   (`client_args={settings["local_cluster_args"]}`, cluster start and stop timed);
@@ -351,7 +363,11 @@ Load average (1, 5, 15 min) when the benchmark started:
   check run {cal["measured"]:.3f} s); W3 {sizes["data_nodes"]} nodes of
   {sizes["data_elements"] * 8 / 1e6:g} MB float64 arrays.
 - Memory: peak RSS of the busiest worker process minus its idle RSS ("net"),
-  sampled every 10 ms; see the README for what counts as a worker per runner.
+  sampled every 10 ms. Worker = the driver for Sequential/Thread, a pool process
+  for Parallel (its manager process is shown apart), a Dask worker process for
+  Dask. Idle RSS = the process's RSS just before the run (driver, warm workers;
+  the driver's for Parallel's forked pool) or, for the LocalCluster the runner
+  starts, that of an idle worker of such a cluster measured once beforehand.
 
 ## Targets
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -190,12 +191,15 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.perf_counter()
     records: list[dict[str, Any]] = []
-    with harness.warm_cluster(env.tmp_dir / "warm-cluster") as warm:
-        ctx = harness.Context(env, warm)
-        print(f"Warm cluster: {warm.address}, workers {warm.worker_pids}", flush=True)
-        warm_up(ctx)
-        for case in cases:
-            records.extend(run_case(case, ctx))
+    try:
+        with harness.warm_cluster(env.tmp_dir / "warm-cluster") as warm:
+            ctx = harness.Context(env, warm)
+            print(f"Warm cluster: {warm.address}, workers {warm.worker_pids}")
+            warm_up(ctx)
+            for case in cases:
+                records.extend(run_case(case, ctx))
+    finally:
+        shutil.rmtree(env.tmp_dir, ignore_errors=True)
     total = time.perf_counter() - started
     machine["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
 
@@ -205,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         "sizes": sizes.__dict__,
         "w2_calibration": calibration,
         "local_cluster_args": harness.LOCAL_CLUSTER_ARGS,
+        "runner_source": env.source,
         "pool_workers": harness.POOL_WORKERS,
         "logging": {
             "levels": env.logging_levels,

@@ -205,6 +205,9 @@ class DaskRunner(AbstractRunner):
         try:
             for future in pending:
                 node = node_of[future.key]
+                if future.status == "lost":  # its worker died: Dask computes it again
+                    pending.add(future)
+                    continue
                 if future.status != "finished":
                     watch.progress.node_failed()
                     self._suggest_resume_scenario(pipeline, done_nodes, catalog)

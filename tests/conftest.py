@@ -311,20 +311,25 @@ def _wait_for_port(port: int, proc: subprocess.Popen, deadline: float) -> bool:
 
 
 @contextlib.contextmanager
-def dask_cluster(
-    project_dir: Path, n_workers: int = 2, timeout: float = CLUSTER_START_TIMEOUT
+def start_cluster(
+    workers: dict[str, str | None],
+    *,
+    worker_env: dict[str, str],
+    worker_cwd: Path | None = None,
+    timeout: float = CLUSTER_START_TIMEOUT,
 ) -> Iterator[DaskCluster]:
-    """A real scheduler and ``n_workers`` single-threaded workers on 127.0.0.1.
+    """A real ``dask scheduler`` and one single-threaded ``dask worker`` per entry
+    of ``workers`` (name -> ``--resources`` spec or None), all on 127.0.0.1.
 
     The scheduler runs from an empty directory with a plain environment; the
-    workers run from ``project_dir`` (so relative data paths resolve) with its
-    ``src`` on ``PYTHONPATH``. Yields once every worker is registered; kills every
-    process group it started on exit.
+    workers with ``worker_env`` from ``worker_cwd`` (default: that empty
+    directory). Yields once every worker is registered; kills every process group
+    it started on exit.
     """
     workdir = Path(tempfile.mkdtemp(prefix="dask-cluster-"))
-    port, dashboard = free_port(), free_port()
+    port = free_port()
     address = f"tcp://127.0.0.1:{port}"
-    names = [f"w{i}" for i in range(1, n_workers + 1)]
+    names = list(workers)
     logs = {"scheduler": workdir / "scheduler.log"}
     logs.update({name: workdir / f"{name}.log" for name in names})
     procs: list[subprocess.Popen] = []
@@ -345,27 +350,17 @@ def dask_cluster(
         procs.append(proc)
         return proc
 
-    cluster = None
     try:
-        scheduler_env = base_env()
         scheduler = spawn(
             [
-                sys.executable,
-                "-m",
-                "dask",
-                "scheduler",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--dashboard-address",
-                f"127.0.0.1:{dashboard}",
-                "--idle-timeout",
-                "1800",  # safety net should teardown be skipped
+                *(sys.executable, "-m", "dask", "scheduler"),
+                *("--host", "127.0.0.1", "--port", str(port)),
+                *("--dashboard-address", f"127.0.0.1:{free_port()}"),
+                *("--idle-timeout", "1800"),  # safety net should teardown be skipped
             ],
             logs["scheduler"],
             workdir,
-            scheduler_env,
+            base_env(),
         )
         cluster = DaskCluster(address, scheduler, [], names, logs)
         deadline = time.monotonic() + timeout
@@ -374,46 +369,33 @@ def dask_cluster(
                 f"the Dask scheduler did not listen on {address} within {timeout} s\n"
                 + cluster.log_tails()
             )
-        scratch = workdir / "scratch"
-        for name in names:
+        for name, resources in workers.items():
+            args = [
+                *(sys.executable, "-m", "dask", "worker", address),
+                *("--nthreads", "1", "--name", name, "--host", "127.0.0.1"),
+                *("--dashboard-address", "127.0.0.1:0"),
+                *("--local-directory", str(workdir / "scratch")),
+                *("--death-timeout", "120"),  # exit if the scheduler is gone
+            ]
+            if resources:
+                args += ["--resources", resources]
             cluster.workers.append(
-                spawn(
-                    [
-                        sys.executable,
-                        "-m",
-                        "dask",
-                        "worker",
-                        address,
-                        "--nthreads",
-                        "1",
-                        "--name",
-                        name,
-                        "--host",
-                        "127.0.0.1",
-                        "--dashboard-address",
-                        "127.0.0.1:0",
-                        "--local-directory",
-                        str(scratch),
-                        "--death-timeout",
-                        "120",  # exit if the scheduler is gone
-                    ],
-                    logs[name],
-                    Path(project_dir),
-                    base_env(project_dir),
-                )
+                spawn(args, logs[name], worker_cwd or workdir, worker_env)
             )
         try:
             with Client(address, timeout=10) as client:
                 remaining = max(5.0, deadline - time.monotonic())
-                client.wait_for_workers(n_workers, timeout=remaining)
+                client.wait_for_workers(len(names), timeout=remaining)
                 info = client.scheduler_info(n_workers=-1)
                 registered = sorted(w["name"] for w in info["workers"].values())
         except Exception as exc:
             raise AssertionError(
-                f"{n_workers} Dask workers did not register with {address}: {exc!r}\n"
+                f"Dask workers {names} did not register with {address}: {exc!r}\n"
                 + cluster.log_tails()
             ) from exc
-        assert registered == names, f"{registered} != {names}\n{cluster.log_tails()}"
+        assert registered == sorted(names), (
+            f"{registered} != {names}\n{cluster.log_tails()}"
+        )
         yield cluster
     finally:
         for proc in reversed(procs):
@@ -421,6 +403,20 @@ def dask_cluster(
         for handle in handles:
             handle.close()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def dask_cluster(
+    project_dir: Path, n_workers: int = 2, timeout: float = CLUSTER_START_TIMEOUT
+) -> contextlib.AbstractContextManager[DaskCluster]:
+    """A scheduler and ``n_workers`` workers (``w1``, ``w2``, ...) that run from
+    ``project_dir`` (so relative data paths resolve) with its ``src`` on
+    ``PYTHONPATH``."""
+    return start_cluster(
+        {f"w{i}": None for i in range(1, n_workers + 1)},
+        worker_env=base_env(project_dir),
+        worker_cwd=Path(project_dir),
+        timeout=timeout,
+    )
 
 
 # A function shipped to the workers with ``Client.run``. It is compiled in a module

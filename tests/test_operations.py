@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -39,14 +38,11 @@ import yaml
 from distributed import Client
 
 from .conftest import (
-    CLUSTER_START_TIMEOUT,
     DASK_RUNNER,
     PACKAGE,
     DaskCluster,
     Result,
     _kill_group,
-    _stop,
-    _wait_for_port,
     assert_has_csv_and_parquet,
     assert_same_outputs,
     base_env,
@@ -57,6 +53,7 @@ from .conftest import (
     node_of_key,
     pipeline_node_names,
     run_cmd,
+    start_cluster,
     tail,
 )
 
@@ -124,95 +121,6 @@ def one_line_error(result: Result, *needles: str) -> str:
 # --------------------------------------------------------------------------- #
 # Helpers: processes
 # --------------------------------------------------------------------------- #
-@contextlib.contextmanager
-def start_cluster(
-    workers: dict[str, str | None],
-    *,
-    worker_env: dict[str, str],
-    worker_cwd: Path | None = None,
-    timeout: float = CLUSTER_START_TIMEOUT,
-) -> Iterator[DaskCluster]:
-    """A real ``dask scheduler`` and one single-threaded ``dask worker`` per entry
-    of ``workers`` (name -> ``--resources`` spec or None), all on 127.0.0.1.
-
-    The scheduler runs from an empty folder with a plain environment; the workers
-    with ``worker_env`` from ``worker_cwd`` (default: that empty folder). Every
-    process group started here is killed on exit.
-    """
-    workdir = Path(tempfile.mkdtemp(prefix="dask-ops-cluster-"))
-    port = free_port()
-    address = f"tcp://127.0.0.1:{port}"
-    names = list(workers)
-    logs = {"scheduler": workdir / "scheduler.log"}
-    logs.update({name: workdir / f"{name}.log" for name in names})
-    procs: list[subprocess.Popen] = []
-    handles = []
-
-    def spawn(args: list[str], log: Path, cwd: Path, env: dict) -> subprocess.Popen:
-        handle = log.open("w")
-        handles.append(handle)
-        proc = subprocess.Popen(
-            args,
-            cwd=cwd,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        procs.append(proc)
-        return proc
-
-    try:
-        scheduler = spawn(
-            [
-                *(sys.executable, "-m", "dask", "scheduler"),
-                *("--host", "127.0.0.1", "--port", str(port)),
-                *("--dashboard-address", f"127.0.0.1:{free_port()}"),
-                *("--idle-timeout", "1800"),  # safety net should teardown be skipped
-            ],
-            logs["scheduler"],
-            workdir,
-            base_env(),
-        )
-        cluster = DaskCluster(address, scheduler, [], names, logs)
-        deadline = time.monotonic() + timeout
-        if not _wait_for_port(port, scheduler, deadline):
-            raise AssertionError(
-                f"the scheduler did not listen on {address}\n{cluster.log_tails()}"
-            )
-        for name, resources in workers.items():
-            args = [
-                *(sys.executable, "-m", "dask", "worker", address),
-                *("--nthreads", "1", "--name", name, "--host", "127.0.0.1"),
-                *("--dashboard-address", "127.0.0.1:0"),
-                *("--local-directory", str(workdir / "scratch")),
-                *("--death-timeout", "120"),  # exit if the scheduler is gone
-            ]
-            if resources:
-                args += ["--resources", resources]
-            cluster.workers.append(
-                spawn(args, logs[name], worker_cwd or workdir, worker_env)
-            )
-        try:
-            with Client(address, timeout=10) as client:
-                client.wait_for_workers(
-                    len(names), timeout=max(5.0, deadline - time.monotonic())
-                )
-        except Exception as exc:
-            raise AssertionError(
-                f"workers {names} did not register with {address}: {exc!r}\n"
-                + cluster.log_tails()
-            ) from exc
-        yield cluster
-    finally:
-        for proc in reversed(procs):
-            _stop(proc)
-        for handle in handles:
-            handle.close()
-        shutil.rmtree(workdir, ignore_errors=True)
-
-
 def worker_addresses(address: str) -> dict[str, str]:
     """Worker name -> worker address, as the scheduler knows them."""
     with Client(address, timeout=10) as client:

@@ -52,14 +52,11 @@ class ShipCode(WorkerPlugin):
         ]
 
     def setup(self, worker: Any) -> None:
-        root = Path(worker.local_directory) / f"kedro-code-{self.version}"
+        root = self._root(worker)
         if not (root / self.package).is_dir():
             with zipfile.ZipFile(io.BytesIO(self.archive)) as archive:
                 archive.extractall(root)
-        for name in [m for m in sys.modules if m.split(".")[0] == self.package]:
-            module_file = getattr(sys.modules[name], "__file__", None) or ""
-            if not module_file.startswith(str(root)):
-                del sys.modules[name]
+        self._forget_modules(root, shipped=False)  # other versions of the package
         if str(root) not in sys.path:
             sys.path.insert(0, str(root))
 
@@ -72,12 +69,19 @@ class ShipCode(WorkerPlugin):
             if plugin is not self
         ):
             return  # another run ships the same code and still needs it
-        root = str(Path(worker.local_directory) / f"kedro-code-{self.version}")
-        while root in sys.path:
-            sys.path.remove(root)
+        root = self._root(worker)
+        while str(root) in sys.path:
+            sys.path.remove(str(root))
+        self._forget_modules(root, shipped=True)
+
+    def _root(self, worker: Any) -> Path:
+        return Path(worker.local_directory) / f"kedro-code-{self.version}"
+
+    def _forget_modules(self, root: Path, shipped: bool) -> None:
+        """Drop the package's modules loaded from ``root`` (``shipped``) or not."""
         for name in [m for m in sys.modules if m.split(".")[0] == self.package]:
             module_file = getattr(sys.modules[name], "__file__", None) or ""
-            if module_file.startswith(root):
+            if module_file.startswith(str(root)) == shipped:
                 del sys.modules[name]
 
 

@@ -20,8 +20,6 @@ own warm cluster). Writes ``profile.md`` and ``profile.json`` to ``--out``
    placement), the time to bring one array back to the driver and a raw
    loopback TCP transfer of the same size.
 6. W2: how the eight 1 s nodes were spread over the two workers.
-7. Key prefixes: fan-outs with DaskRunner's node keys as they are, and renamed
-   so that nodes running the same function share one Dask task prefix.
 """
 
 from __future__ import annotations
@@ -401,73 +399,6 @@ def fan_out_scaling(ctx: Any, sizes: tuple[int, ...]) -> dict[str, Any]:
     return result
 
 
-def key_prefix_experiment(ctx: Any, sizes: tuple[int, ...]) -> dict[str, Any]:
-    """DaskRunner (warm) on fan-outs as it is, and with its node task keys renamed
-    so that Dask's ``key_split`` gives nodes running the same function one
-    shared task prefix (patched in this process only, see ``_shared_prefix``)."""
-    import harness
-    import workloads
-    from bench_project.runner import graph as graph_module
-
-    original = graph_module.PipelineGraph.to_dask
-    result: dict[str, Any] = {}
-    for n in sizes:
-        for variant in ("as is", "shared key prefix"):
-            pipeline = workloads.fan_out(n)
-            catalog = workloads.catalog(
-                pipeline, shared_memory=False, assign_datasets=False
-            )
-            if variant != "as is":
-                graph_module.PipelineGraph.to_dask = _shared_prefix(original)
-            try:
-                budget = cpu_budget(
-                    ctx,
-                    lambda p=pipeline, c=catalog: harness.make_runner(
-                        harness.DASK_WARM, ctx
-                    ).run(p, c),
-                    n + 1,
-                )
-            finally:
-                graph_module.PipelineGraph.to_dask = original
-            result[f"{n + 1} nodes, {variant}"] = budget
-    return result
-
-
-def _shared_prefix(to_dask: Any) -> Any:
-    """Wrap ``PipelineGraph.to_dask``: node keys become ``<function>-<i>-<key>``,
-    whose ``dask.utils.key_split`` is ``<function>``, instead of
-    ``<node name>-<token>``, whose ``key_split`` is the node name (one task
-    prefix and group per node)."""
-    import dataclasses
-
-    def patched(self: Any, *args: Any, **kwargs: Any) -> Any:
-        dask_graph = to_dask(self, *args, **kwargs)
-        mapping = {}
-        for index, (node, key) in enumerate(dask_graph.node_keys.items()):
-            func = getattr(getattr(node, "func", None), "__name__", "node")
-            word = "".join(ch for ch in func if ch.isalpha()) or "node"
-            mapping[key] = f"{word}-{index}-{key}"
-
-        def rename(obj: Any) -> Any:
-            if isinstance(obj, str):
-                return mapping.get(obj, obj)
-            if isinstance(obj, list):
-                return [rename(x) for x in obj]
-            if isinstance(obj, tuple):
-                return tuple(rename(x) for x in obj)
-            return obj
-
-        return dataclasses.replace(
-            dask_graph,
-            graph={rename(k): rename(v) for k, v in dask_graph.graph.items()},
-            node_keys={n: rename(k) for n, k in dask_graph.node_keys.items()},
-            output_keys={n: rename(k) for n, k in dask_graph.output_keys.items()},
-            annotations={rename(k): v for k, v in dask_graph.annotations.items()},
-        )
-
-    return patched
-
-
 def cpu_workload(ctx: Any, nodes: int, seconds: float) -> dict[str, Any]:
     """W2 on the warm cluster with the task stream: how the independent nodes
     were spread over the two workers and how long each worker was busy."""
@@ -694,12 +625,6 @@ def markdown(data: dict[str, Any]) -> str:
             ),
             "",
         ]
-    if "key_prefix" in data:
-        parts.append(
-            "## 7. Fan-out with node keys sharing a Dask task prefix per function\n"
-        )
-        for label, budget in data["key_prefix"].items():
-            parts += [f"{label}:\n", _cpu_table(budget), ""]
     if "cpu" in data:
         parts += [
             "## 6. W2 CPU workload on the warm cluster: placement\n",
@@ -731,7 +656,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-elements", type=int, default=25_000_000)
     parser.add_argument(
         "--sections",
-        default="chain,node_task,fan_out,key_prefix,cpu,data_chain,startup",
+        default="chain,node_task,fan_out,cpu,data_chain,startup",
         help="comma-separated subset of sections",
     )
     args = parser.parse_args(argv)
@@ -772,10 +697,6 @@ def profile_sections(env: Any, args: Any, sections: set[str], data: dict) -> Non
             print("profiling the fan-out scaling ...", flush=True)
             sizes = tuple(int(x) for x in args.fan_out.split(","))
             data["fan_out"] = fan_out_scaling(ctx, sizes)
-        if "key_prefix" in sections:
-            print("measuring shared key prefixes ...", flush=True)
-            sizes = tuple(int(x) for x in args.fan_out.split(","))
-            data["key_prefix"] = key_prefix_experiment(ctx, sizes)
         if "cpu" in sections:
             print("profiling the CPU workload ...", flush=True)
             data["cpu"] = cpu_workload(ctx, 8, args.cpu_seconds)

@@ -20,14 +20,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
 from cookiecutter.main import cookiecutter
-from dask.utils import key_split
 from distributed import Client
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -427,7 +427,7 @@ def executed_keys(dask_worker):
     keys = []
     for entry in list(dask_worker.state.log):
         if len(entry) >= 3 and entry[1] == "executing" and entry[2] != "error":
-            keys.append(entry[0] if isinstance(entry[0], str) else repr(entry[0]))
+            keys.append(entry[0])
     return {"name": dask_worker.name, "keys": keys}
 '''
 _probe_namespace: dict = {"__name__": "_starter_tests_dask_probe"}
@@ -442,19 +442,21 @@ def executed_keys_by_worker(address: str) -> dict[str, list[str]]:
     return {reply["name"]: reply["keys"] for reply in replies.values()}
 
 
-def node_of_key(key: str, node_names: list[str]) -> str | None:
+def node_of_key(key: Any, node_names: Collection[str]) -> str | None:
     """The node a task key belongs to, or None for other keys.
 
-    Task keys are ``<node name>-<uuid hex>``; ``dask.utils.key_split`` gives the
-    node name back, dots of namespaced names included. Normalisation, should a
-    node name itself contain ``-<word with digits>`` that key_split cuts: fall back
-    to the longest node name ``n`` such that the key starts with ``n + "-"``.
+    A node's task key is ``(<function>-<run token>, <node name>)``.
     """
-    split = key_split(key)
-    if split in node_names:
-        return split
-    matches = [n for n in node_names if key.startswith(f"{n}-")]
-    return max(matches, key=len) if matches else None
+    if isinstance(key, tuple) and len(key) == 2 and key[1] in node_names:
+        return key[1]
+    return None
+
+
+def run_token(key: Any) -> str | None:
+    """The run token of a task key of the DaskRunner, or None for other keys."""
+    if isinstance(key, tuple) and len(key) == 2 and isinstance(key[0], str):
+        return key[0].rsplit("-", 1)[-1]
+    return None
 
 
 # --------------------------------------------------------------------------- #

@@ -47,6 +47,7 @@ from .conftest import (
     node_of_key,
     reset_data,
     run_cmd,
+    run_token,
     tail,
 )
 
@@ -557,13 +558,13 @@ def read_jsonl(path: Path) -> list[dict]:
 _PROBES_SOURCE = '''
 def executing_keys(dask_worker):
     """Keys of the tasks this worker is executing right now."""
-    return [str(ts.key) for ts in dask_worker.state.executing]
+    return [ts.key for ts in dask_worker.state.executing]
 
 
 def scheduler_state(dask_scheduler):
     """What the scheduler holds and has seen."""
     return {
-        "keys": [str(key) for key in dask_scheduler.tasks],
+        "keys": list(dask_scheduler.tasks),
         "prefixes": sorted(str(name) for name in dask_scheduler.task_prefixes),
         "transitions": dask_scheduler.transition_counter,
         "workers": sorted(dask_scheduler.workers),
@@ -591,17 +592,17 @@ def executing(client: Client) -> dict[str, list[str]]:
     return client.run(executing_keys_probe)
 
 
-def keys_of_run(keys: list[str], token: str) -> list[str]:
-    return [key for key in keys if token in key]
+def keys_of_run(keys: list, token: str) -> list:
+    return [key for key in keys if run_token(key) == token]
 
 
-def run_tokens(keys: list[str], node_names: list[str]) -> dict[str, set[str]]:
-    """Node name -> run tokens (the key suffix after ``<node name>-``)."""
+def run_tokens(keys: list, node_names: list[str]) -> dict[str, set[str]]:
+    """Node name -> the run tokens of its task keys."""
     tokens: dict[str, set[str]] = {}
     for key in keys:
         node = node_of_key(key, node_names)
         if node is not None:
-            tokens.setdefault(node, set()).add(key[len(node) + 1 :])
+            tokens.setdefault(node, set()).add(run_token(key))
     return tokens
 
 

@@ -61,16 +61,19 @@ def worker_addresses(inspector: Client) -> set[str]:
     return set(inspector.scheduler_info()["workers"])
 
 
-def scheduler_task_keys(dask_scheduler: Any) -> list[str]:
-    """Every key the scheduler knows, as strings (run with ``run_on_scheduler``)."""
-    return [str(key) for key in dask_scheduler.tasks]
+def scheduler_task_keys(dask_scheduler: Any) -> list[Any]:
+    """Every key the scheduler knows (run with ``run_on_scheduler``)."""
+    return list(dask_scheduler.tasks)
 
 
-def scheduler_keys_in_memory(dask_scheduler: Any) -> list[str]:
+def scheduler_keys_in_memory(dask_scheduler: Any) -> list[Any]:
     """Keys whose data the cluster holds (run with ``run_on_scheduler``)."""
-    return [
-        str(key) for key, ts in dask_scheduler.tasks.items() if ts.state == "memory"
-    ]
+    return [key for key, ts in dask_scheduler.tasks.items() if ts.state == "memory"]
+
+
+def of_run(key: Any, token: str) -> bool:
+    """Whether ``key``, ``(<group>-<token>, <name>)``, is of the run ``token``."""
+    return isinstance(key, tuple) and key[0].endswith(f"-{token}")
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = SETTLE_TIMEOUT) -> bool:

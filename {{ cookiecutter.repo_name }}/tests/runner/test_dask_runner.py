@@ -24,7 +24,12 @@ from kedro_datasets.pandas import CSVDataset, ParquetDataset
 
 from {{ cookiecutter.python_package }}.runner import DaskRunner
 
-from .conftest import scheduler_keys_in_memory, scheduler_task_keys, wait_until
+from .conftest import (
+    of_run,
+    scheduler_keys_in_memory,
+    scheduler_task_keys,
+    wait_until,
+)
 
 RUNNER_LOGGER = DaskRunner.__module__  # AbstractRunner logs as its class's module
 
@@ -74,7 +79,7 @@ def wait_for_release(mid: int, early_node: str) -> dict[str, Any]:
     deadline = time.monotonic() + 10
     while True:
         keys = client.run_on_scheduler(scheduler_keys_in_memory)
-        if not any(key_split(key) == early_node for key in keys):
+        if not any(key[1] == early_node for key in keys if isinstance(key, tuple)):
             break
         if time.monotonic() > deadline:
             break
@@ -316,25 +321,27 @@ def test_intermediates_are_released_from_the_cluster(tmp_path, client_args, insp
 
     report = catalog.load("report")
     assert report["mid"] == 6
-    token = report["my_key"].rsplit("-", 1)[1]
-    assert key_split(report["my_key"]) == "wait_for_release"
-    run_keys = [key for key in report["keys"] if token in key]
+    group, name = report["my_key"]
+    assert name == "wait_for_release"
+    token = group.rsplit("-", 1)[1]
+    run_keys = [key for key in report["keys"] if of_run(key, token)]
     # While the last node ran, the result it uses was still held...
-    assert any(key_split(key) == "use_early" for key in run_keys), report["keys"]
+    assert any(key[1] == "use_early" for key in run_keys), report["keys"]
     # ... but the first node's result, no longer needed, was released.
-    assert not any(key_split(key) == "make_early" for key in run_keys), report["keys"]
+    assert not any(key[1] == "make_early" for key in run_keys), report["keys"]
     # And once the run is over, nothing of it is left on the cluster.
     assert wait_until(
         lambda: (
             not any(
-                token in key for key in inspector.run_on_scheduler(scheduler_task_keys)
+                of_run(key, token)
+                for key in inspector.run_on_scheduler(scheduler_task_keys)
             )
         )
     ), inspector.run_on_scheduler(scheduler_task_keys)
 
 
 def test_task_keys_are_unique_per_run(client_args):
-    pipeline = Pipeline([node(current_key, "x", "key", name="current_key")])
+    pipeline = Pipeline([node(current_key, "x", "key", name="report_key")])
     keys = []
     for _ in range(2):
         catalog = DataCatalog(datasets={"x": MemoryDataset(1)})
@@ -342,6 +349,8 @@ def test_task_keys_are_unique_per_run(client_args):
         keys.append(catalog.load("key"))
 
     assert keys[0] != keys[1]
+    # Named after the node; grouped by Dask (and its dashboard) by the function.
+    assert [key[1] for key in keys] == ["report_key", "report_key"]
     assert [key_split(key) for key in keys] == ["current_key", "current_key"]
 
 

@@ -6,6 +6,7 @@ synchronous in-process scheduler.
 
 from __future__ import annotations
 
+import functools
 import pickle
 import subprocess
 import sys
@@ -28,6 +29,7 @@ from {{ cookiecutter.python_package }}.runner.graph import (
     DaskGraph,
     PipelineGraph,
     UnpicklableError,
+    task_prefix,
 )
 from {{ cookiecutter.python_package }}.runner.worker import NodeTask, RunContext
 
@@ -56,6 +58,13 @@ def count_rows(even: pd.DataFrame, odd: pd.DataFrame) -> tuple[int, int]:
 
 def identity(data: Any) -> Any:
     return data
+
+
+class Adder:
+    """A callable object as a node function."""
+
+    def __call__(self, x: int) -> int:
+        return x + 1
 
 
 class LockedDataset(AbstractDataset):
@@ -183,17 +192,51 @@ def test_persisted_free_output_is_not_shipped_back(tmp_path):
 # --------------------------------------------------------------------------- #
 # Keys
 # --------------------------------------------------------------------------- #
-def test_node_keys_name_the_node_and_the_run(tmp_path):
+def test_node_keys_name_the_function_the_run_and_the_node(tmp_path):
     graph = PipelineGraph(_pipeline(), _catalog(tmp_path))
     dask_graph, token = _to_dask(graph)
 
     assert set(dask_graph.node_keys) == set(_pipeline().nodes)
     for task_node, key in dask_graph.node_keys.items():
-        assert task_node.name in key
-        assert token in key
-        assert key_split(key) == task_node.name  # how the dashboard groups tasks
+        group, name = key
+        assert name == task_node.name
+        assert group == f"{task_node.func.__name__}-{token}"
+        # How Dask and its dashboard group tasks: by function, as for an array.
+        assert key_split(key) == task_node.func.__name__
         assert key in dask_graph.graph
     assert len(set(dask_graph.node_keys.values())) == len(dask_graph.node_keys)
+
+
+def test_nodes_running_one_function_share_a_task_group(tmp_path):
+    pipeline = Pipeline(
+        [node(add_one, "raw", f"out_{i}", name=f"add_{i}") for i in range(3)]
+        + [node(identity, "out_0", "copy", name="copy")]
+    )
+    dask_graph, token = _to_dask(PipelineGraph(pipeline, _catalog(tmp_path)))
+
+    groups = {name: group for group, name in dask_graph.node_keys.values()}
+    assert groups == {
+        "add_0": f"add_one-{token}",
+        "add_1": f"add_one-{token}",
+        "add_2": f"add_one-{token}",
+        "copy": f"identity-{token}",
+    }
+
+
+@pytest.mark.parametrize(
+    ("func", "prefix"),
+    [
+        (add_one, "add_one"),
+        (functools.partial(total, extra=1), "total"),
+        (lambda x: x, "lambda"),
+        (Adder(), "Adder"),
+    ],
+)
+def test_task_prefix_is_a_word_dask_keeps_whole(func, prefix):
+    task_node = node(func, "a", "b", name="n")
+
+    assert task_prefix(task_node) == prefix
+    assert key_split((f"{task_prefix(task_node)}-{uuid.uuid4().hex}", "n")) == prefix
 
 
 def test_keys_differ_between_runs(tmp_path):
@@ -227,7 +270,8 @@ def test_several_memory_outputs_get_their_own_keys(tmp_path):
     assert len({even_key, odd_key, split_key}) == 3
     assert dask_graph.graph[even_key] == (getitem, split_key, "even")
     assert dask_graph.graph[odd_key] == (getitem, split_key, "odd")
-    assert token in even_key and token in odd_key
+    assert even_key == (f"kedro-output-{token}", "even")
+    assert odd_key == (f"kedro-output-{token}", "odd")
     # Free outputs of a node with several memory outputs, likewise.
     for name in ("n_even", "n_odd"):
         output_key = dask_graph.output_keys[name]
@@ -241,7 +285,7 @@ def test_memory_pipeline_inputs_are_recomputable_tasks(tmp_path):
 
     memory_args, _ = _task_args(dask_graph, "read_report")
     [input_key] = memory_args
-    assert token in input_key
+    assert input_key == (f"kedro-input-{token}", "extra")
     assert input_key not in dask_graph.node_keys.values()
     # A task that unpickles the driver's value: any worker can compute it again.
     assert dask.get(dask_graph.graph, input_key) == EXTRA
@@ -400,7 +444,7 @@ def test_graph_needs_no_project_code_to_unpickle(tmp_path):
         import pickle, sys
         graph = pickle.loads(open(sys.argv[1], "rb").read())
         assert len(graph) == int(sys.argv[2]), graph.keys()
-        assert all(sys.argv[3] in key for key in graph), graph.keys()
+        assert all(key[0].endswith(sys.argv[3]) for key in graph), graph.keys()
         roots = sorted({m.split(".")[0] for m in sys.modules})
         forbidden = {"kedro", "kedro_datasets", "pandas", "tests"}
         forbidden.add(sys.argv[4])

@@ -211,7 +211,7 @@ class DaskRunner(AbstractRunner):
                 if future.status != "finished":
                     watch.progress.node_failed()
                     self._suggest_resume_scenario(pipeline, done_nodes, catalog)
-                    raise _failure(future, watch)
+                    raise _failure(future, node, watch)
                 del future
                 done_nodes.add(node)
                 watch.progress.node_done()
@@ -256,15 +256,15 @@ class _Releaser:
                 self._catalog.release(dataset)
 
 
-def _failure(future: Future, watch: _WorkerWatch) -> BaseException:
+def _failure(future: Future, node: Node, watch: _WorkerWatch) -> BaseException:
     """The exception that stops the run when ``future`` did not finish."""
     if future.status == "error":
         return future.exception().with_traceback(future.traceback())
     if watch.lost:
         return DaskClusterError(watch.lost)
     return DaskClusterError(
-        f"Dask cancelled task '{future.key}' ({future.status}): the scheduler was "
-        f"lost or another client cancelled it."
+        f"Dask cancelled the task of node '{node.name}' ({future.status}): the "
+        f"scheduler was lost or another client cancelled it."
     )
 
 
@@ -329,7 +329,7 @@ class _WorkerWatch:
                 return
             self.progress.running(
                 sum(
-                    key.endswith(self._token)
+                    isinstance(key, tuple) and key[0].endswith(self._token)
                     for keys in processing.values()
                     for key in keys
                 )

@@ -14,7 +14,9 @@ therefore never imports the project, Kedro or a dataset library: a plain
 
 from __future__ import annotations
 
+import functools
 import pickle
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from operator import getitem
@@ -33,6 +35,17 @@ if TYPE_CHECKING:
     from kedro.pipeline.node import Node
 
 
+Key = tuple[str, str]
+"""A task key: ``(<group>-<run token>, <node or dataset name>)``.
+
+Dask names a task's group and prefix after the first element, as it does for the
+chunks of one array (``("add-<token>", 0)``, ...): the nodes running one function
+form one group on the dashboard, and the scheduler's per-group bookkeeping stays
+small however many nodes share it. The second element says which node or dataset
+it is.
+"""
+
+
 class UnpicklableError(DaskRunnerError):
     """A node or dataset cannot be shipped to a Dask worker."""
 
@@ -47,10 +60,10 @@ class DaskGraph:
         output_keys: The key of each free in-memory output of the pipeline.
     """
 
-    graph: dict[str, Any]
-    node_keys: dict[Node, str]
-    output_keys: dict[str, str]
-    annotations: dict[str, dict[str, Any]] = field(default_factory=dict)
+    graph: dict[Key, Any]
+    node_keys: dict[Node, Key]
+    output_keys: dict[str, Key]
+    annotations: dict[Key, dict[str, Any]] = field(default_factory=dict)
 
     def submittable(self) -> Mapping[str, Any]:
         """The graph in the form ``Client.get`` takes, with per-node Dask options.
@@ -63,7 +76,7 @@ class DaskGraph:
             return self.graph
         from dask.highlevelgraph import HighLevelGraph, MaterializedLayer
 
-        groups: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+        groups: dict[str, tuple[dict[Key, Any], dict[str, Any]]] = {}
         plain = dict(self.graph)
         for key, options in self.annotations.items():
             group = repr(sorted(options.items()))
@@ -145,13 +158,17 @@ class PipelineGraph:
                 die, which scattered data cannot do.
             node_options: Dask options (``resources``, ``retries``, ...) of a node.
         """
-        # Node keys end with the token, other keys with a word: no name can clash.
-        graph: dict[str, Any] = {}
+        # Node groups are named after functions, which cannot contain a hyphen:
+        # no node key can clash with a "kedro-input"/"kedro-output" key.
+        graph: dict[Key, Any] = {}
         context_task = (pickle.loads, context)
-        node_keys = {node: f"{node.name}-{token}" for node in self.pipeline.nodes}
-        data_keys: dict[str, Any] = {}
+        node_keys = {
+            node: (f"{task_prefix(node)}-{token}", node.name)
+            for node in self.pipeline.nodes
+        }
+        data_keys: dict[str, Key] = {}
         for name, payload in inputs.items():
-            data_keys[name] = f"{name}-{token}-input"
+            data_keys[name] = (f"kedro-input-{token}", name)
             graph[data_keys[name]] = (pickle.loads, payload)
         producer: dict[str, Node] = {}
         for node in self.pipeline.nodes:
@@ -161,7 +178,7 @@ class PipelineGraph:
                 data_keys[memory_outputs[0]] = node_keys[node]
                 continue
             for name in memory_outputs:
-                data_keys[name] = f"{name}-{token}-output"
+                data_keys[name] = (f"kedro-output-{token}", name)
                 graph[data_keys[name]] = (getitem, node_keys[node], name)
 
         dependencies = self.pipeline.node_dependencies
@@ -191,6 +208,15 @@ class PipelineGraph:
             output_keys={name: data_keys[name] for name in self.free_outputs},
             annotations=annotations,
         )
+
+
+def task_prefix(node: Node) -> str:
+    """The name Dask shows for a node's task: its function's name."""
+    func = node.func
+    while isinstance(func, functools.partial):
+        func = func.func
+    name = getattr(func, "__name__", type(func).__name__)
+    return re.sub(r"\W+", "_", name).strip("_") or "node"
 
 
 def _unique(names: list[str]) -> list[str]:

@@ -72,7 +72,7 @@ def use_early(early: list[int]) -> int:
     return sum(early)
 
 
-def wait_for_release(mid: int, early_node: str) -> dict[str, Any]:
+def wait_for_release(mid: int, _mid_again: int, early_node: str) -> dict[str, Any]:
     """Poll the scheduler, from inside a task, until the cluster no longer holds
     the result of ``early_node``; report the keys it holds at that point."""
     client = get_client()
@@ -102,6 +102,10 @@ def boom(_data: Any) -> Any:
 
 def current_key(_data: Any) -> str:
     return get_worker().get_current_task()
+
+
+def keys_so_far(keys: list) -> list:
+    return [*keys, get_worker().get_current_task()]
 
 
 def slow_identity(data: Any) -> Any:
@@ -298,13 +302,16 @@ def test_memory_pipeline_inputs_are_shipped(tmp_path, client_args):
 # Memory on the cluster
 # --------------------------------------------------------------------------- #
 def test_intermediates_are_released_from_the_cluster(tmp_path, client_args, inspector):
+    """make_early feeds two nodes, which both feed wait_for_release: four tasks
+    (no linear chain to run as one)."""
     pipeline = Pipeline(
         [
             node(make_early, "n", "early", name="make_early"),
             node(use_early, "early", "mid", name="use_early"),
+            node(use_early, "early", "mid_again", name="use_early_again"),
             node(
                 wait_for_release,
-                ["mid", "params:early_node"],
+                ["mid", "mid_again", "params:early_node"],
                 "report",
                 name="wait_for_release",
             ),
@@ -352,6 +359,30 @@ def test_task_keys_are_unique_per_run(client_args):
     # Named after the node; grouped by Dask (and its dashboard) by the function.
     assert [key[1] for key in keys] == ["report_key", "report_key"]
     assert [key_split(key) for key in keys] == ["current_key", "current_key"]
+
+
+@pytest.mark.parametrize("fuse_chains", [True, False])
+def test_a_linear_chain_runs_as_one_task_unless_told_otherwise(
+    client_args, fuse_chains
+):
+    pipeline = Pipeline(
+        [
+            node(keys_so_far, "none_yet", "first_keys", name="first"),
+            node(keys_so_far, "first_keys", "second_keys", name="second"),
+            node(keys_so_far, "second_keys", "third_keys", name="third"),
+        ]
+    )
+    catalog = DataCatalog(datasets={"none_yet": MemoryDataset([])})
+
+    runner = DaskRunner(client_args=client_args, fuse_chains=fuse_chains)
+    runner.run(pipeline, catalog)
+
+    keys = catalog.load("third_keys")
+    assert len(keys) == 3
+    if fuse_chains:  # one task, named after the chain's last node
+        assert {key[1] for key in keys} == {"third"}
+    else:
+        assert [key[1] for key in keys] == ["first", "second", "third"]
 
 
 # --------------------------------------------------------------------------- #

@@ -31,7 +31,11 @@ from {{ cookiecutter.python_package }}.runner.graph import (
     UnpicklableError,
     task_prefix,
 )
-from {{ cookiecutter.python_package }}.runner.worker import NodeTask, RunContext
+from {{ cookiecutter.python_package }}.runner.worker import (
+    NodeChain,
+    NodeTask,
+    RunContext,
+)
 
 
 # --------------------------------------------------------------------------- #
@@ -135,12 +139,16 @@ def _context(package_name: str | None = None) -> bytes:
 EXTRA = 100  # the value of the in-memory pipeline input ``extra``
 
 
-def _to_dask(graph: PipelineGraph, token: str | None = None) -> tuple[DaskGraph, str]:
+def _to_dask(
+    graph: PipelineGraph, token: str | None = None, *, fuse: bool = False
+) -> tuple[DaskGraph, str]:
+    """The graph of one run; one task per node unless ``fuse`` (chains below)."""
     token = token or uuid.uuid4().hex
     dask_graph = graph.to_dask(
         token,
         _context(),
         {name: pickle.dumps(EXTRA) for name in graph.memory_inputs},
+        fuse=fuse,
     )
     return dask_graph, token
 
@@ -342,17 +350,124 @@ def test_transcoded_persisted_dataset_orders_consumer_after_producer(tmp_path):
     assert _task_args(dask_graph, "reader")[1] == [_key_of(dask_graph, "writer")]
 
 
-def test_graph_computes_with_the_synchronous_scheduler(tmp_path):
+@pytest.mark.parametrize("fuse", [False, True])
+def test_graph_computes_with_the_synchronous_scheduler(tmp_path, fuse):
     """The graph is valid Dask: its results are those of the pipeline."""
     catalog = _catalog(tmp_path)
     graph = PipelineGraph(_pipeline(), catalog)
-    dask_graph, token = _to_dask(graph)
+    dask_graph, token = _to_dask(graph, fuse=fuse)
     keys = [dask_graph.output_keys[name] for name in graph.free_outputs]
     n_even, n_odd, report_total = dask.get(dask_graph.graph, keys)
 
     # raw + 1 = 2..6: evens 2, 4, 6; odds 3, 5; sum 20 + extra 100.
     assert (n_even, n_odd, report_total) == (3, 2, 120)
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "report.csv"), add_one(RAW))
+
+
+# --------------------------------------------------------------------------- #
+# Chains
+# --------------------------------------------------------------------------- #
+def _names(chains: list[list]) -> list[list[str]]:
+    return [[n.name for n in chain] for chain in chains]
+
+
+def test_the_fixture_pipeline_has_one_chain(tmp_path):
+    graph = PipelineGraph(_pipeline(), _catalog(tmp_path))
+
+    # prepare feeds two nodes, count is fed by one with two outputs: they stay
+    # apart. write_report is read_report's only parent and feeds only it.
+    assert sorted(_names(graph.chains())) == [
+        ["count"],
+        ["prepare"],
+        ["split"],
+        ["write_report", "read_report"],
+    ]
+
+
+def test_a_linear_chain_is_one_task_that_takes_pipeline_inputs(tmp_path):
+    """a -> b -> c handing memory data along, with ``extra`` (a pipeline input)
+    joining at b: one task, the input key its only dependency."""
+    pipeline = Pipeline(
+        [
+            node(add_one, "raw", "a_out", name="a"),
+            node(total, ["a_out", "extra"], "b_out", name="b"),
+            node(lambda x: x * 2, "b_out", "c_out", name="c"),
+        ]
+    )
+    graph = PipelineGraph(pipeline, _catalog(tmp_path))
+    dask_graph, token = _to_dask(graph, fuse=True)
+
+    chain_key = dask_graph.node_keys[pipeline.nodes[-1]]
+    assert set(dask_graph.node_keys.values()) == {chain_key}
+    assert chain_key == (f"lambda-{token}", "c")
+    input_key = (f"kedro-input-{token}", "extra")
+    assert set(dask_graph.graph) == {chain_key, input_key}
+    _context_task, per_step_inputs, after = dask_graph.graph[chain_key][2]
+    assert per_step_inputs == [[], [input_key], []]  # a's and b's outputs: inside
+    assert after == []
+    # raw 1..5 + 1 = 2..6, summed 20, + extra 100, doubled.
+    assert dask.get(dask_graph.graph, dask_graph.output_keys["c_out"]) == 240
+
+
+def test_chains_stop_where_parallelism_or_options_differ(tmp_path):
+    pipeline = Pipeline(
+        [
+            node(add_one, "raw", "left", name="fork"),  # two children
+            node(identity, "left", "l1", name="l1"),
+            node(identity, "left", "r1", name="r1"),
+            node(identity, "l1", "l2", name="l2"),
+            node(count_rows, ["l2", "r1"], ["n_l", "n_r"], name="join"),  # 2 parents
+            node(identity, "n_l", "gpu_out", name="on_gpu", tags=["gpu"]),
+            node(identity, "gpu_out", "after_gpu", name="after_gpu"),
+        ]
+    )
+    graph = PipelineGraph(pipeline, _catalog(tmp_path))
+
+    def options(task_node) -> dict:
+        return {"resources": {"GPU": 1}} if "gpu" in task_node.tags else {}
+
+    chains = _names(graph.chains(options))
+    assert ["l1", "l2"] in chains  # a linear stretch between a fork and a join
+    assert ["on_gpu"] in chains and ["after_gpu"] in chains  # options differ
+    assert sorted(n for chain in chains for n in chain) == sorted(
+        n.name for n in pipeline.nodes
+    )
+    assert len(chains) == 6
+    # Without options, the GPU node and its child form a chain.
+    assert ["on_gpu", "after_gpu"] in _names(graph.chains())
+
+
+def test_a_free_output_ends_a_chain(tmp_path):
+    """``report_total`` goes back to the driver: its node keeps its own key, even
+    though its only child follows it through a persisted dataset."""
+    pipeline = Pipeline(
+        [
+            node(lambda df: (df, 1), "raw", ["report", "count"], name="write"),
+            node(identity, "report", "copy", name="read"),
+        ]
+    )
+    graph = PipelineGraph(pipeline, _catalog(tmp_path))
+
+    assert graph.free_outputs == ["copy", "count"]
+    assert _names(graph.chains()) == [["write"], ["read"]]
+
+
+def test_fused_graph_holds_the_nodes_own_tasks(tmp_path):
+    graph = PipelineGraph(_pipeline(), _catalog(tmp_path))
+    dask_graph, _ = _to_dask(graph, fuse=True)
+    key = _key_of(dask_graph, "read_report")
+
+    assert _key_of(dask_graph, "write_report") == key
+    chain = pickle.loads(dask_graph.graph[key][1][1])
+    assert isinstance(chain, NodeChain)
+    steps = [pickle.loads(step) for step in chain.steps]
+    assert [step.node.name for step in steps] == ["write_report", "read_report"]
+    # write_report hands nothing in memory: read_report reads ``report`` itself.
+    assert chain.links == (None, None)
+    # The chain waits for what write_report waits for: prepare's result.
+    _context_task, per_step_inputs, after = dask_graph.graph[key][2]
+    assert per_step_inputs[0] == [_key_of(dask_graph, "prepare")]
+    assert after == []
 
 
 # --------------------------------------------------------------------------- #

@@ -1,4 +1,5 @@
-"""``NodeTask`` and ``RunContext``: what runs on a worker, called directly here."""
+"""``NodeTask``, ``NodeChain`` and ``RunContext``: what runs on a worker, called
+directly here."""
 
 from __future__ import annotations
 
@@ -16,8 +17,10 @@ from kedro.pipeline import node
 from kedro_datasets.pandas import CSVDataset
 
 from {{ cookiecutter.python_package }}.runner.worker import (
+    NodeChain,
     NodeTask,
     RunContext,
+    chain_nodes_done,
     picklable_node_hooks,
 )
 
@@ -267,6 +270,60 @@ def test_confirm_is_deferred_to_the_driver():
 
     assert task(_context(), [1, 2]) == 3
     assert confirmable.confirmed == 0
+
+
+# --------------------------------------------------------------------------- #
+# Chains
+# --------------------------------------------------------------------------- #
+def test_a_chain_hands_each_output_to_the_next_step():
+    first = NodeTask(
+        node=node(add, ["a", "b"], "s", name="first"),
+        datasets={},
+        memory_inputs=[("a", None), ("b", None)],
+        memory_outputs=["s"],
+    )
+    second = NodeTask(
+        node=node(add, ["c", "s"], "t", name="second"),
+        datasets={},
+        memory_inputs=[("c", None), ("s", None)],
+        memory_outputs=["t"],
+    )
+    # ``s`` is second's memory input number 1; ``c`` comes from outside.
+    chain = NodeChain([cloudpickle.dumps(first), cloudpickle.dumps(second)], [None, 1])
+
+    assert chain(_context(), [[2, 3], [10]]) == 15
+
+
+def test_a_failing_step_says_how_many_steps_finished(tmp_path):
+    write = NodeTask(
+        node=node(double_values, "in_csv", "out_csv", name="write"),
+        datasets={
+            "in_csv": _csv(tmp_path / "in.csv"),
+            "out_csv": _csv(tmp_path / "out.csv"),
+        },
+        memory_inputs=[],
+        memory_outputs=[],
+    )
+    explode = NodeTask(
+        node=node(fail_with_boom, "out_csv", "never", name="explode"),
+        datasets={"out_csv": _csv(tmp_path / "out.csv")},
+        memory_inputs=[],
+        memory_outputs=["never"],
+    )
+    _csv(tmp_path / "in.csv").save(pd.DataFrame({"value": [1]}))
+    chain = NodeChain(
+        [cloudpickle.dumps(write), cloudpickle.dumps(explode)], [None, None]
+    )
+
+    with pytest.raises(ValueError, match="boom") as excinfo:
+        chain(_context(), [[], []])
+
+    assert chain_nodes_done(excinfo.value) == 1
+    assert any("'explode'" in note for note in excinfo.value.__notes__)
+    # What the first step saved is there; the count survives pickling to the driver.
+    assert pd.read_csv(tmp_path / "out.csv")["value"].tolist() == [2]
+    assert chain_nodes_done(pickle.loads(pickle.dumps(excinfo.value))) == 1
+    assert chain_nodes_done(ValueError("not from a chain")) == 0
 
 
 # --------------------------------------------------------------------------- #

@@ -32,9 +32,9 @@ from kedro.runner import AbstractRunner
 
 from .cluster import DaskCluster
 from .errors import DaskClusterError
-from .graph import DaskGraph, PipelineGraph, UnpicklableError
+from .graph import DaskGraph, Key, PipelineGraph, UnpicklableError
 from .services import NodeProgress, RunOptions, run_services
-from .worker import RunContext, picklable_node_hooks
+from .worker import RunContext, chain_nodes_done, picklable_node_hooks
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -76,6 +76,7 @@ class DaskRunner(AbstractRunner):
         ship_code: bool | None = None,
         performance_report: str | None = None,
         node_options: Sequence[Mapping[str, Any]] | None = None,
+        fuse_chains: bool = True,
     ):
         """Instantiates the runner.
 
@@ -98,6 +99,7 @@ class DaskRunner(AbstractRunner):
             performance_report: Path of Dask's HTML performance report of the run.
             node_options: Rules giving Dask ``resources``, ``retries``,
                 ``priority``, ... to the nodes selected by ``tags`` or ``nodes``.
+            fuse_chains: Run each linear chain of nodes as one Dask task.
             The keyword options are the ``dask_runner`` parameters; see
             ``services.RunOptions``.
 
@@ -113,6 +115,7 @@ class DaskRunner(AbstractRunner):
                 "ship_code": ship_code,
                 "performance_report": performance_report,
                 "node_options": node_options,
+                "fuse_chains": fuse_chains,
             }
         )
 
@@ -151,6 +154,7 @@ class DaskRunner(AbstractRunner):
             context,
             _pickled_inputs(catalog, graph.memory_inputs),
             node_options=self._options.annotations,
+            fuse=self._options.fuse_chains,
         )
         with ExitStack() as stack:
             client = stack.enter_context(self._cluster.connect())
@@ -190,38 +194,49 @@ class DaskRunner(AbstractRunner):
             The free in-memory outputs of the pipeline.
         """
         nodes = pipeline.nodes
-        node_of = {key: node for node, key in dask_graph.node_keys.items()}
+        nodes_of: dict[Key, list[Node]] = {}  # a chain's nodes share one task
+        for node in nodes:
+            nodes_of.setdefault(dask_graph.node_keys[node], []).append(node)
         output_keys = dask_graph.output_keys
-        extra_keys = sorted(set(output_keys.values()) - node_of.keys())
-        keys = [dask_graph.node_keys[node] for node in nodes] + extra_keys
+        wanted = set(output_keys.values())
+        keys = [*nodes_of, *sorted(wanted - nodes_of.keys())]
         futures = client.get(dask_graph.submittable(), keys, sync=False)
-        kept = {f.key: f for f in futures if f.key in output_keys.values()}
-        pending = as_completed(futures[: len(nodes)], loop=client.loop)
+        kept = {f.key: f for f in futures if f.key in wanted}
+        pending = as_completed(futures[: len(nodes_of)], loop=client.loop)
         del futures  # so each result is freed as soon as Dask no longer needs it
         watch.on_lost(lambda: client.cancel(list(pending.futures), force=True))
 
         release = _Releaser(pipeline, catalog)
         done_nodes: set[Node] = set()
+
+        def node_done(node: Node) -> None:
+            done_nodes.add(node)
+            watch.progress.node_done()
+            self._logger.info("Completed node: %s", node.name)
+            self._logger.info(
+                "Completed %d out of %d tasks", len(done_nodes), len(nodes)
+            )
+            for name in node.confirms:
+                catalog.confirm(name)
+            release.after(node)
+
         try:
             for future in pending:
-                node = node_of[future.key]
                 if future.status == "lost":  # its worker died: Dask computes it again
                     pending.add(future)
                     continue
+                task_nodes = nodes_of[future.key]
                 if future.status != "finished":
+                    if future.status == "error":
+                        done = chain_nodes_done(future.exception())
+                        for node in task_nodes[:done]:
+                            node_done(node)
                     watch.progress.node_failed()
                     self._suggest_resume_scenario(pipeline, done_nodes, catalog)
-                    raise _failure(future, node, watch)
+                    raise _failure(future, task_nodes, watch)
+                for node in task_nodes:
+                    node_done(node)
                 del future
-                done_nodes.add(node)
-                watch.progress.node_done()
-                self._logger.info("Completed node: %s", node.name)
-                self._logger.info(
-                    "Completed %d out of %d tasks", len(done_nodes), len(nodes)
-                )
-                for name in node.confirms:
-                    catalog.confirm(name)
-                release.after(node)
             values = client.gather([kept[key] for key in output_keys.values()])
             return dict(zip(output_keys, values, strict=True))
         finally:
@@ -256,15 +271,15 @@ class _Releaser:
                 self._catalog.release(dataset)
 
 
-def _failure(future: Future, node: Node, watch: _WorkerWatch) -> BaseException:
+def _failure(future: Future, nodes: list[Node], watch: _WorkerWatch) -> BaseException:
     """The exception that stops the run when ``future`` did not finish."""
     if future.status == "error":
         return future.exception().with_traceback(future.traceback())
     if watch.lost:
         return DaskClusterError(watch.lost)
     return DaskClusterError(
-        f"Dask cancelled the task of node '{node.name}' ({future.status}): the "
-        f"scheduler was lost or another client cancelled it."
+        f"Dask cancelled the task of node(s) {', '.join(repr(n.name) for n in nodes)}"
+        f" ({future.status}): the scheduler was lost or another client cancelled it."
     )
 
 

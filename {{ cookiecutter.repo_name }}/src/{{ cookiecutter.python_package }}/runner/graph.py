@@ -1,6 +1,8 @@
 """Translation of a Kedro pipeline into one Dask task graph.
 
-Every node becomes one task. An in-memory dataset (a ``MemoryDataset`` or a name
+Every node becomes one task, except that a linear chain of nodes (each the only
+child of the one before, see ``PipelineGraph.chains``) becomes one task running
+them in turn. An in-memory dataset (a ``MemoryDataset`` or a name
 the catalog does not declare) is the result of the task that produces it, so Dask
 moves it from worker to worker and frees it once its last consumer has run. A
 persisted dataset produced in the run is written by its producer on a worker and
@@ -27,7 +29,7 @@ from dask.utils import apply
 from kedro.io import MemoryDataset
 
 from .errors import DaskRunnerError
-from .worker import NodeTask
+from .worker import NodeChain, NodeTask
 
 if TYPE_CHECKING:
     from kedro.io import CatalogProtocol
@@ -56,7 +58,8 @@ class DaskGraph:
 
     Attributes:
         graph: The task graph (a dict in Dask's graph format).
-        node_keys: The task key of each node.
+        node_keys: The task key of each node; the nodes of a chain share the key
+            of its last node.
         output_keys: The key of each free in-memory output of the pipeline.
     """
 
@@ -132,10 +135,9 @@ class PipelineGraph:
             datasets={name: catalog.get(name) for name in persisted},
             memory_inputs=[
                 (name, getattr(catalog.get(name), "_copy_mode", None))
-                for name in _unique(node.inputs)
-                if name in self._memory
+                for name in self._memory_inputs(node)
             ],
-            memory_outputs=[name for name in node.outputs if name in self._memory],
+            memory_outputs=self._memory_outputs(node),
             validator_specs={n: specs[n] for n in persisted if n in specs},
         )
 
@@ -145,6 +147,7 @@ class PipelineGraph:
         context: bytes,
         inputs: Mapping[str, bytes],
         node_options: Callable[[Node], dict[str, Any]] | None = None,
+        fuse: bool = True,
     ) -> DaskGraph:
         """Assemble the Dask graph of one run.
 
@@ -157,57 +160,137 @@ class PipelineGraph:
                 task: Dask recomputes it on any worker should the one holding it
                 die, which scattered data cannot do.
             node_options: Dask options (``resources``, ``retries``, ...) of a node.
+            fuse: Run each of ``chains()`` as one task; else one task per node.
         """
+        options_of = node_options or _no_options
+        chains = self.chains(options_of) if fuse else [[n] for n in self.pipeline.nodes]
         # Node groups are named after functions, which cannot contain a hyphen:
         # no node key can clash with a "kedro-input"/"kedro-output" key.
         graph: dict[Key, Any] = {}
         context_task = (pickle.loads, context)
-        node_keys = {
-            node: (f"{task_prefix(node)}-{token}", node.name)
-            for node in self.pipeline.nodes
-        }
+        node_keys: dict[Node, Key] = {}
+        for chain in chains:
+            tail = chain[-1]
+            node_keys.update(
+                dict.fromkeys(chain, (f"{task_prefix(tail)}-{token}", tail.name))
+            )
         data_keys: dict[str, Key] = {}
         for name, payload in inputs.items():
             data_keys[name] = (f"kedro-input-{token}", name)
             graph[data_keys[name]] = (pickle.loads, payload)
         producer: dict[str, Node] = {}
-        for node in self.pipeline.nodes:
-            memory_outputs = [name for name in node.outputs if name in self._memory]
-            producer.update(dict.fromkeys(memory_outputs, node))
+        for chain in chains:
+            for node in chain:
+                producer.update(dict.fromkeys(self._memory_outputs(node), node))
+            # Only the last node's outputs leave the chain's task.
+            tail = chain[-1]
+            memory_outputs = self._memory_outputs(tail)
             if len(memory_outputs) == 1:
-                data_keys[memory_outputs[0]] = node_keys[node]
+                data_keys[memory_outputs[0]] = node_keys[tail]
                 continue
             for name in memory_outputs:
                 data_keys[name] = (f"kedro-output-{token}", name)
-                graph[data_keys[name]] = (getitem, node_keys[node], name)
+                graph[data_keys[name]] = (getitem, node_keys[tail], name)
 
         dependencies = self.pipeline.node_dependencies
-        for node in self.pipeline.nodes:
-            memory_inputs = [
-                name for name in _unique(node.inputs) if name in self._memory
-            ]
+        for chain in chains:
+            steps: list[list[Key]] = []
+            links: list[int | None] = []
+            for previous, node in zip([None, *chain], chain, strict=False):
+                memory_inputs = self._memory_inputs(node)
+                handed = self._memory_outputs(previous) if previous else []
+                links.append(memory_inputs.index(handed[0]) if handed else None)
+                steps.append([data_keys[n] for n in memory_inputs if n not in handed])
+            head = chain[0]
             # Parents that hand over only persisted data: wait for them, take nothing.
-            data_parents = {producer.get(name) for name in memory_inputs}
+            data_parents = {producer.get(name) for name in self._memory_inputs(head)}
             after = sorted(
                 node_keys[parent]
-                for parent in dependencies[node]
+                for parent in dependencies[head]
                 if parent not in data_parents
             )
-            graph[node_keys[node]] = (
+            if len(chain) == 1:
+                payload, arguments = self._payloads[head], steps[0]
+            else:
+                payload = cloudpickle.dumps(
+                    NodeChain([self._payloads[node] for node in chain], links)
+                )
+                arguments = steps
+            graph[node_keys[head]] = (
                 apply,
-                (pickle.loads, self._payloads[node]),
-                [context_task, [data_keys[name] for name in memory_inputs], after],
+                (pickle.loads, payload),
+                [context_task, arguments, after],
             )
         annotations = {}
-        for node in self.pipeline.nodes if node_options else ():
-            if options := node_options(node):
-                annotations[node_keys[node]] = options
+        for chain in chains:
+            if options := options_of(chain[0]):
+                annotations[node_keys[chain[0]]] = options
         return DaskGraph(
             graph=graph,
             node_keys=node_keys,
             output_keys={name: data_keys[name] for name in self.free_outputs},
             annotations=annotations,
         )
+
+    def chains(
+        self, node_options: Callable[[Node], dict[str, Any]] | None = None
+    ) -> list[list[Node]]:
+        """The pipeline's nodes cut into linear chains, each run as one Dask task.
+
+        A node joins the chain of its parent when it is that parent's only child,
+        the parent is its only parent, both have the same Dask options, and the
+        parent hands it at most one in-memory dataset. On the cluster such a pair
+        would run one after the other anyway, on the worker holding the data;
+        as one task they skip a scheduler round trip (a few ms) per node. A node
+        fed by several parents, or feeding several children, ends a chain, so
+        fusing never takes away parallelism.
+
+        Returns:
+            Chains in topological order, each in running order.
+        """
+        options_of = node_options or _no_options
+        nodes = self.pipeline.nodes
+        parents = self.pipeline.node_dependencies
+        children: dict[Node, list[Node]] = {node: [] for node in nodes}
+        for child, node_parents in parents.items():
+            for parent in node_parents:
+                children[parent].append(child)
+
+        def successor(parent: Node) -> Node | None:
+            if len(children[parent]) != 1:
+                return None
+            [child] = children[parent]
+            handed = self._memory_outputs(parent)
+            if (
+                len(parents[child]) != 1
+                or len(handed) > 1
+                or (handed and handed[0] not in child.inputs)  # a free output
+                or options_of(parent) != options_of(child)
+            ):
+                return None
+            return child
+
+        following = {node: child for node in nodes if (child := successor(node))}
+        joined = set(following.values())
+        chains = []
+        for node in nodes:
+            if node in joined:
+                continue
+            chain = [node]
+            while chain[-1] in following:
+                chain.append(following[chain[-1]])
+            chains.append(chain)
+        return chains
+
+    def _memory_inputs(self, node: Node) -> list[str]:
+        return [name for name in _unique(node.inputs) if name in self._memory]
+
+    def _memory_outputs(self, node: Node) -> list[str]:
+        return [name for name in node.outputs if name in self._memory]
+
+
+def _no_options(_node: Node) -> dict[str, Any]:
+    return {}
 
 
 def task_prefix(node: Node) -> str:

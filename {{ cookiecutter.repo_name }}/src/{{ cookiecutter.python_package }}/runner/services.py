@@ -47,6 +47,9 @@ class RunOptions:
         node_options: Rules giving Dask ``resources``, ``retries``, ``priority``,
             ``workers`` or ``allow_other_workers`` to the nodes they select by
             ``tags`` (any of) or ``nodes`` (names); later rules win.
+        fuse_chains: Run each linear chain of nodes as one Dask task (see
+            ``PipelineGraph.chains``), saving a scheduler round trip per node.
+            ``False`` shows every node as its own task on the dashboard.
     """
 
     progress: bool | None = None
@@ -54,6 +57,7 @@ class RunOptions:
     ship_code: bool | None = None
     performance_report: str | None = None
     node_options: Sequence[Mapping[str, Any]] = field(default_factory=tuple)
+    fuse_chains: bool = True
 
     @classmethod
     def from_mapping(cls, options: Mapping[str, Any] | None) -> RunOptions:

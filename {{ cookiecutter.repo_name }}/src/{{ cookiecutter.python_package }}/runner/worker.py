@@ -15,6 +15,7 @@ registered once per worker process and run.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import pickle
@@ -219,6 +220,61 @@ class NodeTask:
         if self.validator_specs:
             catalog._validator_specs.update(self.validator_specs)
         return catalog
+
+
+class NodeChain:
+    """Runs a linear chain of nodes in one Dask task, each handing the next its
+    in-memory output on the spot.
+
+    Args:
+        steps: Each node's pickled ``NodeTask``, in running order.
+        links: For each step, the position among its ``memory_inputs`` of the
+            value the previous step returns, or ``None`` when it takes none.
+    """
+
+    def __init__(self, steps: Sequence[bytes], links: Sequence[int | None]):
+        self.steps = tuple(steps)
+        self.links = tuple(links)
+
+    def __call__(
+        self,
+        context: RunContext,
+        inputs: Sequence[Sequence[Any]],
+        _after: Sequence[Any] = (),
+    ) -> Any:
+        """Run the chain.
+
+        Args:
+            context: The run's shared context.
+            inputs: For each step, the values of its other in-memory inputs.
+            _after: As for ``NodeTask``, for the first step.
+
+        Returns:
+            What the last node's ``NodeTask`` returns.
+        """
+        handed = None
+        steps = zip(self.steps, self.links, inputs, strict=True)
+        for done, (step, link, values) in enumerate(steps):
+            arguments = list(values)
+            if link is not None:
+                arguments.insert(link, handed)
+            handed = None  # only ``arguments`` holds it: freed after the step
+            try:
+                handed = pickle.loads(step)(context, arguments)
+            except Exception as exc:
+                # The driver confirms and reports the nodes that did finish.
+                with contextlib.suppress(AttributeError):  # no __dict__
+                    setattr(exc, _NODES_DONE, done)
+                raise
+        return handed
+
+
+_NODES_DONE = "kedro_dask_chain_nodes_done"
+
+
+def chain_nodes_done(exc: BaseException) -> int:
+    """How many nodes of a ``NodeChain`` finished before it raised ``exc``."""
+    return getattr(exc, _NODES_DONE, 0)
 
 
 def _worker_address() -> str:

@@ -235,30 +235,62 @@ def assert_has_csv_and_parquet(files: dict[str, Path]) -> None:
     assert any(_is_parquet(rel) for rel in files), sorted(files)
 
 
-def pipeline_node_names(project_dir: Path, pipeline: str = "__default__") -> list[str]:
-    """Node names of a registered pipeline, read by bootstrapping the project in a
-    subprocess (so the test process never imports the project package)."""
-    script = (
-        "import json, pathlib\n"
-        "from kedro.framework.startup import bootstrap_project\n"
-        "bootstrap_project(pathlib.Path.cwd())\n"
-        "from kedro.framework.project import pipelines\n"
-        f"names = sorted(n.name for n in pipelines[{pipeline!r}].nodes)\n"
-        "print('NODE_NAMES=' + json.dumps(names))\n"
+_PIPELINE_TASKS_SCRIPT = """
+import json, pathlib, sys
+from kedro.framework.project import pipelines
+from kedro.framework.session import KedroSession
+from kedro.framework.startup import bootstrap_project
+from kedro.pipeline import Pipeline
+
+metadata = bootstrap_project(pathlib.Path.cwd())
+runner = metadata.package_name + ".runner"
+PipelineGraph = __import__(runner + ".graph", fromlist=["x"]).PipelineGraph
+RunOptions = __import__(runner + ".services", fromlist=["x"]).RunOptions
+names, env = sys.argv[1], sys.argv[2] or None
+with KedroSession.create(project_path=pathlib.Path.cwd(), env=env) as session:
+    context = session.load_context()
+    pipeline = sum((pipelines[name] for name in names.split(",")), Pipeline([]))
+    for dataset in pipeline.datasets():
+        context.catalog.get(dataset, fallback_to_runtime_pattern=True)
+    options = RunOptions.from_mapping(context.params.get("dask_runner"))
+    graph = PipelineGraph(pipeline, context.catalog)
+    chains = (
+        graph.chains(options.annotations)
+        if options.fuse_chains
+        else [[node] for node in pipeline.nodes]
     )
+tasks = {chain[-1].name: [node.name for node in chain] for chain in chains}
+print("PIPELINE_TASKS=" + json.dumps(tasks))
+"""
+
+
+def pipeline_tasks(
+    project_dir: Path, pipeline: str = "__default__", env: str | None = None
+) -> dict[str, list[str]]:
+    """The Dask tasks a DaskRunner run of ``pipeline`` (names, comma-separated)
+    in ``env`` submits: the node name in each task key -> the nodes that task runs
+    (several for a linear chain, ``fuse_chains``). Read with the project's own
+    ``PipelineGraph``, in a subprocess, so the test process never imports the
+    project package."""
     result = run_cmd(
-        [sys.executable, "-c", script],
+        [sys.executable, "-c", _PIPELINE_TASKS_SCRIPT, pipeline, env or ""],
         cwd=project_dir,
         timeout=120,
         env=base_env(project_dir),
     )
     assert result.returncode == 0, result.describe()
     for line in result.output.splitlines():
-        if line.startswith("NODE_NAMES="):
-            names = json.loads(line.removeprefix("NODE_NAMES="))
-            assert names, "the pipeline has no node"
-            return names
-    raise AssertionError(f"no node names printed\n{result.describe()}")
+        if line.startswith("PIPELINE_TASKS="):
+            tasks = json.loads(line.removeprefix("PIPELINE_TASKS="))
+            assert tasks, "the pipeline has no node"
+            return tasks
+    raise AssertionError(f"no tasks printed\n{result.describe()}")
+
+
+def pipeline_node_names(project_dir: Path, pipeline: str = "__default__") -> list[str]:
+    """Node names of a registered pipeline (comma-separated names: their sum)."""
+    tasks = pipeline_tasks(project_dir, pipeline)
+    return sorted(name for names in tasks.values() for name in names)
 
 
 def render_with_cookiecutter(output_dir: Path, **extra_context: str) -> Path:
@@ -452,6 +484,11 @@ def node_of_key(key: Any, node_names: Collection[str]) -> str | None:
     return None
 
 
+def nodes_of_key(key: Any, tasks: dict[str, list[str]]) -> list[str]:
+    """The nodes a task key ran (see ``pipeline_tasks``); none for other keys."""
+    return list(tasks.get(node_of_key(key, tasks) or "", []))
+
+
 def run_token(key: Any) -> str | None:
     """The run token of a task key of the DaskRunner, or None for other keys."""
     if isinstance(key, tuple) and len(key) == 2 and isinstance(key[0], str):
@@ -474,8 +511,14 @@ def rendered_project(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def node_names(rendered_project) -> list[str]:
-    return pipeline_node_names(rendered_project)
+def pipeline_task_nodes(rendered_project) -> dict[str, list[str]]:
+    """The default pipeline's Dask tasks -> the nodes each runs."""
+    return pipeline_tasks(rendered_project)
+
+
+@pytest.fixture(scope="session")
+def node_names(pipeline_task_nodes) -> list[str]:
+    return sorted(name for names in pipeline_task_nodes.values() for name in names)
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,7 @@ from .conftest import (
     free_port,
     kedro,
     kedro_ok,
-    node_of_key,
+    nodes_of_key,
     reset_data,
 )
 
@@ -45,9 +45,10 @@ def clean_cluster_project(cluster_project, rendered_project):
     return cluster_project
 
 
-def _run_on_cluster(cluster, project, node_names, *args: str):
+def _run_on_cluster(cluster, project, tasks, *args: str):
     """``kedro run`` ``args``; return the run's output and the worker each node
-    ran on, from the task keys the workers executed during the run."""
+    ran on, from the task keys the workers executed during the run (``tasks``:
+    the nodes each task runs, see ``pipeline_tasks``)."""
     before = executed_keys_by_worker(cluster.address)
     result = kedro(project, "run", *args)
     assert result.returncode == 0, result.describe() + "\n" + cluster.log_tails()
@@ -56,19 +57,18 @@ def _run_on_cluster(cluster, project, node_names, *args: str):
     ran_on: dict[str, set[str]] = {}
     for worker, keys in after.items():
         for key in set(keys) - set(before.get(worker, [])):
-            node = node_of_key(key, node_names)
-            if node is not None:
+            for node in nodes_of_key(key, tasks):
                 ran_on.setdefault(node, set()).add(worker)
     return result, ran_on
 
 
 def test_smoke_nodes_run_on_the_cluster_workers(
-    cluster, clean_cluster_project, node_names, sequential_project
+    cluster, clean_cluster_project, node_names, pipeline_task_nodes, sequential_project
 ):
     _, ran_on = _run_on_cluster(
         cluster,
         clean_cluster_project,
-        node_names,
+        pipeline_task_nodes,
         "--env",
         "dask",
         "--runner",
@@ -90,7 +90,9 @@ def test_smoke_nodes_run_on_the_cluster_workers(
     assert_has_csv_and_parquet(outputs)
 
 
-def test_both_workers_get_work(cluster, clean_cluster_project, node_names):
+def test_both_workers_get_work(
+    cluster, clean_cluster_project, node_names, pipeline_task_nodes
+):
     """With two single-threaded workers, independent nodes spread over both.
     Several runs, as Dask may put a short pipeline on one worker once."""
     used: set[str] = set()
@@ -98,7 +100,7 @@ def test_both_workers_get_work(cluster, clean_cluster_project, node_names):
         _, ran_on = _run_on_cluster(
             cluster,
             clean_cluster_project,
-            node_names,
+            pipeline_task_nodes,
             "--env",
             "dask",
             "--runner",
@@ -114,12 +116,12 @@ def test_both_workers_get_work(cluster, clean_cluster_project, node_names):
 
 
 def test_address_from_params_override(
-    cluster, clean_cluster_project, node_names, sequential_project
+    cluster, clean_cluster_project, node_names, pipeline_task_nodes, sequential_project
 ):
     _, ran_on = _run_on_cluster(
         cluster,
         clean_cluster_project,
-        node_names,
+        pipeline_task_nodes,
         "--env",
         "dask",
         "--runner",
@@ -131,7 +133,9 @@ def test_address_from_params_override(
     assert_same_outputs(sequential_project, clean_cluster_project)
 
 
-def test_address_from_conf_dask_parameters(cluster, clean_cluster_project, node_names):
+def test_address_from_conf_dask_parameters(
+    cluster, clean_cluster_project, node_names, pipeline_task_nodes
+):
     """Without any override, ``--env dask`` connects to conf/dask/parameters.yml."""
     params_file = clean_cluster_project / "conf" / "dask" / "parameters.yml"
     original = params_file.read_text()
@@ -142,7 +146,7 @@ def test_address_from_conf_dask_parameters(cluster, clean_cluster_project, node_
         _, ran_on = _run_on_cluster(
             cluster,
             clean_cluster_project,
-            node_names,
+            pipeline_task_nodes,
             "--env",
             "dask",
             "--runner",
@@ -153,13 +157,15 @@ def test_address_from_conf_dask_parameters(cluster, clean_cluster_project, node_
     assert set(ran_on) == set(node_names)
 
 
-def test_runner_params_win_over_params(cluster, clean_cluster_project, node_names):
+def test_runner_params_win_over_params(
+    cluster, clean_cluster_project, node_names, pipeline_task_nodes
+):
     dead = f"tcp://127.0.0.1:{free_port()}"
     # Conf (via --params) points nowhere; the runner's client_args win.
     _, ran_on = _run_on_cluster(
         cluster,
         clean_cluster_project,
-        node_names,
+        pipeline_task_nodes,
         "--env",
         "dask",
         "--runner",

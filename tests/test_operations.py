@@ -50,8 +50,8 @@ from .conftest import (
     executed_keys_by_worker,
     free_port,
     kedro,
-    node_of_key,
-    pipeline_node_names,
+    nodes_of_key,
+    pipeline_tasks,
     run_cmd,
     start_cluster,
     tail,
@@ -262,17 +262,17 @@ def project_code_on_workers(address: str) -> dict[str, dict]:
     return {reply["name"]: reply for reply in replies.values()}
 
 
-def run_on_cluster(cluster: DaskCluster, project: Path, *args: str, node_names=()):
+def run_on_cluster(cluster: DaskCluster, project: Path, *args: str, tasks=None):
     """``kedro run <args>``; the result and node -> workers that ran it during the
-    run (from the task keys the workers executed)."""
+    run (from the task keys the workers executed; ``tasks``: the nodes each task
+    runs, see ``pipeline_tasks``)."""
     before = executed_keys_by_worker(cluster.address)
     result = kedro(project, "run", *args, timeout=RUN_TIMEOUT)
     after = executed_keys_by_worker(cluster.address)
     ran_on: dict[str, set[str]] = {}
     for worker, keys in after.items():
         for key in set(keys) - set(before.get(worker, [])):
-            node = node_of_key(key, list(node_names))
-            if node is not None:
+            for node in nodes_of_key(key, tasks or {}):
                 ran_on.setdefault(node, set()).add(worker)
     return result, ran_on
 
@@ -531,7 +531,8 @@ def test_node_options_resources_pin_nodes_to_the_gpu_worker(ops_project, ops_clu
             },
         },
     )
-    names = pipeline_node_names(ops_project)
+    tasks = pipeline_tasks(ops_project, f"{EXAMPLE_PIPELINES},ops_gpu", "ops_gpu")
+    names = sorted(name for task_nodes in tasks.values() for name in task_nodes)
     assert set(TRAIN_NODES + GPU_TAGGED_NODES) <= set(names), names
     result, ran_on = run_on_cluster(
         ops_cluster,
@@ -542,7 +543,7 @@ def test_node_options_resources_pin_nodes_to_the_gpu_worker(ops_project, ops_clu
         DASK_RUNNER,
         "--pipelines",
         f"{EXAMPLE_PIPELINES},ops_gpu",
-        node_names=names,
+        tasks=tasks,
     )
     assert result.returncode == 0, result.describe() + "\n" + ops_cluster.log_tails()
     expected = set(names) - {"flaky_node"}

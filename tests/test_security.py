@@ -43,7 +43,8 @@ from .conftest import (
     copy_project,
     executed_keys_probe,
     free_port,
-    node_of_key,
+    nodes_of_key,
+    pipeline_tasks,
     reset_data,
     tail,
 )
@@ -406,19 +407,13 @@ def test_tls_end_to_end(
         set_as_default=False,
     ) as client:  # fmt: skip
         after = client.run(executed_keys_probe)
-    node_names = [
-        "generate_raw_sales_node",
-        "preprocess_sales_node",
-        "create_model_input_table_node",
-        "split_data_node",
-        "compare_models_node",
-    ]
+    tasks = pipeline_tasks(security_project, EXAMPLE_PIPELINES, "dask")
     ran = set()
     for address, reply in after.items():
         assert address.startswith("tls://"), address
         new = set(reply["keys"]) - set(before.get(address, {}).get("keys", []))
-        ran |= {node_of_key(key, node_names) for key in new} - {None}
-    assert ran == set(node_names), ran
+        ran.update(*(nodes_of_key(key, tasks) for key in new))
+    assert ran == {name for names in tasks.values() for name in names}, ran
 
     # And produced what the SequentialRunner does.
     assert_same_outputs(sequential_project, security_project)

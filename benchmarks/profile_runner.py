@@ -20,6 +20,10 @@ own warm cluster). Writes ``profile.md`` and ``profile.json`` to ``--out``
    placement), the time to bring one array back to the driver and a raw
    loopback TCP transfer of the same size.
 6. W2: how the eight 1 s nodes were spread over the two workers.
+7. W1 fan-out and Dask's scheduler-side queuing: the fan-out on the warm cluster
+   (Dask's default ``worker-saturation``) and on a second warm cluster whose
+   scheduler has ``distributed.scheduler.worker-saturation: inf``, interleaved
+   with SequentialRunner.
 """
 
 from __future__ import annotations
@@ -318,53 +322,12 @@ def node_task_cost(ctx: Any, repeats: int = 3000) -> dict[str, Any]:
         one()
     profiler.disable()
 
-    # The same with the copy mode of received inputs inferred without imports
-    # (see _FastReceivedDataset); patched in this process only.
-    from bench_project.runner import worker
-
-    original = worker._ReceivedDataset
-    worker._ReceivedDataset = _fast_received_dataset(original)
-    try:
-        for _ in range(200):
-            one()
-        start = time.perf_counter()
-        for _ in range(repeats):
-            one()
-        fast = (time.perf_counter() - start) / repeats
-    finally:
-        worker._ReceivedDataset = original
     return {
         "payload_bytes": len(payload),
         "per_node_ms": round(per_call * 1e3, 4),
         "unpickle_ms": round(unpickle * 1e3, 4),
-        "per_node_ms_import_free_copy_mode": round(fast * 1e3, 4),
         "top_cumulative": top_functions(profiler, "cumulative", 20),
     }
-
-
-def _infer_copy_mode_without_imports(data: Any) -> str:
-    """Kedro's ``_infer_copy_mode`` decision, reading ``sys.modules`` instead of
-    importing pandas, numpy and ibis on every call: data cannot be an instance
-    of a class whose module was never imported, so the answer is the same."""
-    pd = sys.modules.get("pandas")
-    np = sys.modules.get("numpy")
-    ibis = sys.modules.get("ibis")
-    if pd and isinstance(data, pd.DataFrame) or np and isinstance(data, np.ndarray):
-        return "copy"
-    if type(data).__name__ == "DataFrame" or ibis and isinstance(data, ibis.Table):
-        return "assign"
-    return "deepcopy"
-
-
-def _fast_received_dataset(base: type) -> type:
-    from kedro.io.memory_dataset import _copy_with_mode
-
-    class _FastReceivedDataset(base):  # type: ignore[misc, valid-type]
-        def load(self) -> Any:
-            mode = self._copy_mode or _infer_copy_mode_without_imports(self._data)
-            return _copy_with_mode(self._data, copy_mode=mode)
-
-    return _FastReceivedDataset
 
 
 def fan_out_scaling(ctx: Any, sizes: tuple[int, ...]) -> dict[str, Any]:
@@ -575,6 +538,64 @@ def _table(rows: list[dict], columns: list[str]) -> str:
     return "\n".join(lines)
 
 
+SATURATION_ENV = "DASK_DISTRIBUTED__SCHEDULER__WORKER_SATURATION"
+
+
+def queuing_experiment(ctx: Any, n: int, repeats: int = 5) -> dict[str, Any]:
+    """The W1 fan-out with and without Dask's scheduler-side queuing.
+
+    With one task group per node function, the fan-out's ``n`` tasks form one
+    large group with a single dependency: Dask deems them root-ish and, by
+    default (``worker-saturation: 1.1``), sends each worker only about one task
+    per thread at a time, the next after the previous one is reported done.
+    """
+    import harness
+    import workloads
+
+    os.environ[SATURATION_ENV] = "inf"  # read by the scheduler process it starts
+    try:
+        unqueued = harness.WarmCluster(2, ctx.env.tmp_dir / "warm-unqueued")
+        unqueued.start()
+    finally:
+        del os.environ[SATURATION_ENV]
+    unqueued_ctx = harness.Context(ctx.env, unqueued)
+    variants = {
+        harness.SEQUENTIAL: (harness.SEQUENTIAL, ctx),
+        "DaskRunner (warm, default queuing)": (harness.DASK_WARM, ctx),
+        "DaskRunner (warm, worker-saturation inf)": (harness.DASK_WARM, unqueued_ctx),
+    }
+
+    def catalog(pipeline: Any, shared: bool) -> Any:
+        return workloads.catalog(pipeline, shared_memory=shared, assign_datasets=False)
+
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    try:
+        for runner, runner_ctx in variants.values():  # untimed first run
+            harness.run_pipeline(
+                runner, runner_ctx, lambda: workloads.fan_out(3), catalog
+            )
+        for _ in range(repeats):
+            for name, (runner, runner_ctx) in variants.items():
+                result = harness.run_pipeline(
+                    runner, runner_ctx, lambda: workloads.fan_out(n), catalog
+                )
+                times[name].append(round(result.seconds, 3))
+    finally:
+        unqueued.stop()
+    sequential = statistics.median(times[harness.SEQUENTIAL])
+    return {
+        "nodes": n + 1,
+        "runs": repeats,
+        "seconds": times,
+        "median_s": {k: round(statistics.median(v), 3) for k, v in times.items()},
+        "extra_ms_per_node_vs_sequential": {
+            k: round((statistics.median(v) - sequential) / (n + 1) * 1e3, 3)
+            for k, v in times.items()
+            if k != harness.SEQUENTIAL
+        },
+    }
+
+
 def markdown(data: dict[str, Any]) -> str:
     parts = ["# DaskRunner profiles\n", f"Machine: {data['machine']}\n"]
     if "chain" in data:
@@ -601,8 +622,7 @@ def markdown(data: dict[str, Any]) -> str:
         parts += [
             "## 2. Worker-side cost of one node (NodeTask, no cluster)\n",
             f"- payload {t['payload_bytes']} bytes; unpickle {t['unpickle_ms']} ms; "
-            f"unpickle + run {t['per_node_ms']} ms per node; with the copy mode "
-            f"inferred without imports {t['per_node_ms_import_free_copy_mode']} ms\n",
+            f"unpickle + run {t['per_node_ms']} ms per node\n",
             _table(
                 t["top_cumulative"], ["function", "ncalls", "tottime_s", "cumtime_s"]
             ),
@@ -644,6 +664,11 @@ def markdown(data: dict[str, Any]) -> str:
             "## 5. W3 data chain\n",
             f"```\n{json.dumps(data['data_chain'], indent=2)}\n```\n",
         ]
+    if "queuing" in data:
+        parts += [
+            "## 7. W1 fan-out with and without Dask's scheduler-side queuing\n",
+            f"```\n{json.dumps(data['queuing'], indent=2)}\n```\n",
+        ]
     return "\n".join(parts)
 
 
@@ -656,7 +681,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-elements", type=int, default=25_000_000)
     parser.add_argument(
         "--sections",
-        default="chain,node_task,fan_out,cpu,data_chain,startup",
+        default="chain,node_task,fan_out,cpu,data_chain,queuing,startup",
         help="comma-separated subset of sections",
     )
     args = parser.parse_args(argv)
@@ -703,6 +728,9 @@ def profile_sections(env: Any, args: Any, sections: set[str], data: dict) -> Non
         if "data_chain" in sections:
             print("profiling the data chain ...", flush=True)
             data["data_chain"] = data_chain_profile(ctx, 10, args.data_elements)
+        if "queuing" in sections:
+            print("measuring the fan-out with and without queuing ...", flush=True)
+            data["queuing"] = queuing_experiment(ctx, 500)
     if "startup" in sections:
         print("profiling start-up ...", flush=True)
         data["startup"] = startup_phases()

@@ -8,11 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import cloudpickle
+import numpy as np
 import pandas as pd
 import pytest
 from kedro.framework.hooks import hook_impl
 from kedro.framework.hooks.manager import _create_hook_manager, _NullPluginManager
 from kedro.io import AbstractDataset
+from kedro.io.memory_dataset import _infer_copy_mode
 from kedro.pipeline import node
 from kedro_datasets.pandas import CSVDataset
 
@@ -21,6 +23,7 @@ from {{ cookiecutter.python_package }}.runner.worker import (
     NodeTask,
     RunContext,
     chain_nodes_done,
+    copy_mode_of,
     picklable_node_hooks,
 )
 
@@ -245,6 +248,27 @@ def test_memory_input_copy_mode_of_the_catalog_is_honoured():
 
     assert result is original
     assert original == ["a", "b", "marker"]
+
+
+class DataFrame:
+    """Named like the dataframes Kedro passes by reference (polars, spark...)."""
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pd.DataFrame({"a": [1]}),
+        np.ones(3),
+        DataFrame(),
+        {"a": [1]},
+        [1, 2],
+        7,
+        None,
+    ],
+    ids=lambda data: type(data).__name__,
+)
+def test_copy_mode_is_inferred_as_kedro_does(data):
+    assert copy_mode_of(data) == _infer_copy_mode(data)
 
 
 def test_memory_inputs_must_match_the_declared_names():

@@ -19,11 +19,13 @@ import contextlib
 import functools
 import logging
 import pickle
+import sys
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from kedro.framework.hooks.manager import _create_hook_manager
 from kedro.io import DataCatalog, MemoryDataset
+from kedro.io.memory_dataset import _copy_with_mode
 from kedro.runner.task import Task
 
 if TYPE_CHECKING:
@@ -146,6 +148,30 @@ class _ReceivedDataset(MemoryDataset):
     def __init__(self, data: Any, copy_mode: str | None):
         super().__init__(copy_mode=copy_mode)  # type: ignore[arg-type]
         self._data = data
+
+    def load(self) -> Any:
+        copy_mode = self._copy_mode or copy_mode_of(self._data)
+        return _copy_with_mode(self._data, copy_mode=copy_mode)
+
+
+def copy_mode_of(data: Any) -> str:
+    """Kedro's ``_infer_copy_mode``, without its import attempts.
+
+    Kedro runs ``import pandas``, ``numpy`` and ``ibis`` on every load of an
+    in-memory dataset without a copy mode. A failed import is not cached, so with
+    ``ibis`` not installed each load searches all of ``sys.path`` again: most of
+    a small node's time on a worker (``benchmarks/README.md``). An object can only
+    be an instance of a class whose module is imported, so looking the modules up
+    in ``sys.modules`` decides the same.
+    """
+    pd = sys.modules.get("pandas")
+    np = sys.modules.get("numpy")
+    ibis = sys.modules.get("ibis")
+    if (pd and isinstance(data, pd.DataFrame)) or (np and isinstance(data, np.ndarray)):
+        return "copy"
+    if type(data).__name__ == "DataFrame" or (ibis and isinstance(data, ibis.Table)):
+        return "assign"
+    return "deepcopy"
 
 
 class NodeTask:

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -315,6 +315,10 @@ class DaskCluster:
     workers: list[subprocess.Popen]
     worker_names: list[str]
     logs: dict[str, Path] = field(default_factory=dict)
+    security: Any = None  # a distributed.Security for a TLS cluster
+
+    def log_texts(self) -> dict[str, str]:
+        return {n: p.read_text(errors="replace") for n, p in self.logs.items()}
 
     def log_tails(self, size: int = 3000) -> str:
         parts = []
@@ -349,18 +353,23 @@ def start_cluster(
     worker_env: dict[str, str],
     worker_cwd: Path | None = None,
     timeout: float = CLUSTER_START_TIMEOUT,
+    port: int | None = None,
+    tls_flags: Sequence[str] = (),
+    security: Any = None,
 ) -> Iterator[DaskCluster]:
     """A real ``dask scheduler`` and one single-threaded ``dask worker`` per entry
     of ``workers`` (name -> ``--resources`` spec or None), all on 127.0.0.1.
 
     The scheduler runs from an empty directory with a plain environment; the
     workers with ``worker_env`` from ``worker_cwd`` (default: that empty
-    directory). Yields once every worker is registered; kills every process group
-    it started on exit.
+    directory). With ``tls_flags`` (``--tls-ca-file``, ``--tls-cert``, ...) every
+    process speaks TLS and ``security`` is the client's. Yields once every worker
+    is registered; kills every process group it started on exit.
     """
     workdir = Path(tempfile.mkdtemp(prefix="dask-cluster-"))
-    port = free_port()
-    address = f"tcp://127.0.0.1:{port}"
+    port = port or free_port()
+    protocol = "tls" if tls_flags else "tcp"
+    address = f"{protocol}://127.0.0.1:{port}"
     names = list(workers)
     logs = {"scheduler": workdir / "scheduler.log"}
     logs.update({name: workdir / f"{name}.log" for name in names})
@@ -386,15 +395,16 @@ def start_cluster(
         scheduler = spawn(
             [
                 *(sys.executable, "-m", "dask", "scheduler"),
-                *("--host", "127.0.0.1", "--port", str(port)),
+                *("--protocol", protocol, "--host", "127.0.0.1", "--port", str(port)),
                 *("--dashboard-address", f"127.0.0.1:{free_port()}"),
                 *("--idle-timeout", "1800"),  # safety net should teardown be skipped
+                *tls_flags,
             ],
             logs["scheduler"],
             workdir,
             base_env(),
         )
-        cluster = DaskCluster(address, scheduler, [], names, logs)
+        cluster = DaskCluster(address, scheduler, [], names, logs, security)
         deadline = time.monotonic() + timeout
         if not _wait_for_port(port, scheduler, deadline):
             raise AssertionError(
@@ -408,6 +418,7 @@ def start_cluster(
                 *("--dashboard-address", "127.0.0.1:0"),
                 *("--local-directory", str(workdir / "scratch")),
                 *("--death-timeout", "120"),  # exit if the scheduler is gone
+                *tls_flags,
             ]
             if resources:
                 args += ["--resources", resources]
@@ -415,7 +426,9 @@ def start_cluster(
                 spawn(args, logs[name], worker_cwd or workdir, worker_env)
             )
         try:
-            with Client(address, timeout=10) as client:
+            with Client(
+                address, timeout=10, security=security, set_as_default=False
+            ) as client:
                 remaining = max(5.0, deadline - time.monotonic())
                 client.wait_for_workers(len(names), timeout=remaining)
                 info = client.scheduler_info(n_workers=-1)

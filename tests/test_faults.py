@@ -15,12 +15,9 @@ import contextlib
 import json
 import os
 import re
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -48,6 +45,7 @@ from .conftest import (
     reset_data,
     run_cmd,
     run_token,
+    start_cluster,
     tail,
 )
 
@@ -1145,47 +1143,10 @@ def test_worker_killed_mid_run_the_run_completes(
     assert_same_outputs_exactly(slowsave_reference, project)
 
 
-@contextlib.contextmanager
-def scheduler_only(timeout: float = 60) -> Iterator[str]:
-    """A real ``dask scheduler`` on 127.0.0.1 that no worker ever joins."""
-    port = free_port()
-    workdir = Path(tempfile.mkdtemp(prefix="dask-scheduler-"))
-    log = (workdir / "scheduler.log").open("w")
-    proc = subprocess.Popen(
-        [
-            sys.executable, "-m", "dask", "scheduler", "--host", "127.0.0.1",
-            "--port", str(port), "--dashboard-address", "127.0.0.1:0",
-            "--idle-timeout", "600",
-        ],
-        cwd=workdir, env=base_env(), stdin=subprocess.DEVNULL, stdout=log,
-        stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
-    try:
-        address = f"tcp://127.0.0.1:{port}"
-        listening = wait_until(
-            lambda: _listening(port) or proc.poll() is not None, timeout
-        )
-        assert listening and proc.poll() is None, (
-            f"no scheduler on {address}:\n{(workdir / 'scheduler.log').read_text()}"
-        )
-        yield address
-    finally:
-        _kill_group(proc, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=15)
-        log.close()
-        shutil.rmtree(workdir, ignore_errors=True)
-
-
-def _listening(port: int) -> bool:
-    with contextlib.suppress(OSError):
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        return True
-    return False
-
-
 def test_no_worker_ever_joined_is_a_clear_bounded_error(faults_project):
-    with scheduler_only() as address:
+    # A real scheduler that no worker ever joins.
+    with start_cluster({}, worker_env=base_env()) as scheduler:
+        address = scheduler.address
         result = kedro_run(
             faults_project,
             "run",

@@ -14,15 +14,9 @@ import contextlib
 import datetime
 import ipaddress
 import re
-import shutil
-import subprocess
-import sys
-import tempfile
-import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
@@ -35,9 +29,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from distributed import Client, Security
 
 from .conftest import (
-    CLUSTER_START_TIMEOUT,
     DASK_RUNNER,
-    _stop,
+    DaskCluster,
     assert_same_outputs,
     base_env,
     copy_project,
@@ -46,6 +39,7 @@ from .conftest import (
     nodes_of_key,
     pipeline_tasks,
     reset_data,
+    start_cluster,
     tail,
 )
 from .test_faults import (
@@ -232,105 +226,23 @@ def client_security(tls: dict[str, Path]) -> dict[str, object]:
     }
 
 
-@dataclass
-class TlsCluster:
-    address: str
-    security: Security
-    procs: list[subprocess.Popen]
-    logs: dict[str, Path] = field(default_factory=dict)
-
-    def log_texts(self) -> dict[str, str]:
-        return {n: p.read_text(errors="replace") for n, p in self.logs.items()}
-
-    def log_tails(self, size: int = 2000) -> str:
-        return "\n".join(
-            f"----- {n} -----\n{tail(t, size)}" for n, t in self.log_texts().items()
-        )
-
-
-@contextlib.contextmanager
 def tls_cluster(
     project: Path, tls: dict[str, Path], port: int, n_workers: int = 2
-) -> Iterator[TlsCluster]:
+) -> contextlib.AbstractContextManager[DaskCluster]:
     """``dask scheduler --protocol tls`` and ``n_workers`` TLS ``dask worker``s on
-    127.0.0.1, workers running from ``project``; every process group is killed on
-    exit."""
-    workdir = Path(tempfile.mkdtemp(prefix="dask-tls-"))
-    address = f"tls://{LOOPBACK}:{port}"
-    flags = [
-        "--tls-ca-file", str(tls["ca"]),
-        "--tls-cert", str(tls["cluster_cert"]),
-        "--tls-key", str(tls["cluster_key"]),
-    ]  # fmt: skip
-    security = Security(**client_security(tls))
-    cluster = TlsCluster(address, security, [])
-    handles = []
-
-    def spawn(name: str, args: list[str], cwd: Path, env: dict) -> None:
-        cluster.logs[name] = workdir / f"{name}.log"
-        handle = cluster.logs[name].open("w")
-        handles.append(handle)
-        cluster.procs.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "dask", *args],
-                cwd=cwd,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=handle,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        )
-
-    try:
-        spawn(
-            "scheduler",
-            [
-                "scheduler", "--protocol", "tls", "--host", LOOPBACK,
-                "--port", str(port), "--dashboard-address", f"{LOOPBACK}:0",
-                "--idle-timeout", "1800", *flags,
-            ],
-            workdir,
-            base_env(),
-        )  # fmt: skip
-        for index in range(1, n_workers + 1):
-            spawn(
-                f"w{index}",
-                [
-                    "worker", address, "--nthreads", "1", "--name", f"w{index}",
-                    "--host", LOOPBACK, "--dashboard-address", f"{LOOPBACK}:0",
-                    "--local-directory", str(workdir / "scratch"),
-                    "--death-timeout", "120", *flags,
-                ],
-                project,
-                base_env(project),
-            )  # fmt: skip
-        deadline = time.monotonic() + CLUSTER_START_TIMEOUT
-        client = None
-        while client is None:
-            try:
-                client = Client(
-                    address, security=security, timeout=5, set_as_default=False
-                )
-            except OSError:
-                if time.monotonic() > deadline or cluster.procs[0].poll() is not None:
-                    raise AssertionError(
-                        f"no TLS scheduler at {address}\n{cluster.log_tails()}"
-                    ) from None
-                time.sleep(0.5)
-        with client:
-            client.wait_for_workers(
-                n_workers, timeout=max(5.0, deadline - time.monotonic())
-            )
-            workers = list(client.scheduler_info(n_workers=-1)["workers"])
-        assert all(w.startswith(f"tls://{LOOPBACK}:") for w in workers), workers
-        yield cluster
-    finally:
-        for proc in reversed(cluster.procs):
-            _stop(proc)
-        for handle in handles:
-            handle.close()
-        shutil.rmtree(workdir, ignore_errors=True)
+    127.0.0.1:``port``, the workers running from ``project``."""
+    return start_cluster(
+        {f"w{i}": None for i in range(1, n_workers + 1)},
+        worker_env=base_env(project),
+        worker_cwd=project,
+        port=port,
+        tls_flags=[
+            *("--tls-ca-file", str(tls["ca"])),
+            *("--tls-cert", str(tls["cluster_cert"])),
+            *("--tls-key", str(tls["cluster_key"])),
+        ],
+        security=Security(**client_security(tls)),
+    )
 
 
 SECRET = f"starter-test-secret-{uuid.uuid4().hex}"
@@ -371,7 +283,7 @@ def security_project(rendered_project, tmp_path_factory, tls, tls_port) -> Path:
 
 
 @pytest.fixture(scope="module")
-def secure_cluster(security_project, tls, tls_port) -> Iterator[TlsCluster]:
+def secure_cluster(security_project, tls, tls_port) -> Iterator[DaskCluster]:
     with tls_cluster(security_project, tls, tls_port) as running:
         yield running
 

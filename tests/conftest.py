@@ -430,7 +430,8 @@ def start_cluster(
                 address, timeout=10, security=security, set_as_default=False
             ) as client:
                 remaining = max(5.0, deadline - time.monotonic())
-                client.wait_for_workers(len(names), timeout=remaining)
+                if names:
+                    client.wait_for_workers(len(names), timeout=remaining)
                 info = client.scheduler_info(n_workers=-1)
                 registered = sorted(w["name"] for w in info["workers"].values())
         except Exception as exc:

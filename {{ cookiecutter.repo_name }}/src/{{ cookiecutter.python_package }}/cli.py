@@ -5,12 +5,18 @@ parameters of the run environment (``conf/<env>/parameters.yml``), e.g.
 ``kedro run --env dask --runner <package>.runner.DaskRunner``. Every other
 option of Kedro's own ``kedro run`` works unchanged: this command reuses its
 click parameters.
+
+Adds ``kedro dask scheduler`` and ``kedro dask worker``, which start Dask's own
+``dask scheduler`` / ``dask worker`` at the environment's ``dask_client.address``
+(with its TLS files), the worker from the project root with ``src`` on its path.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -27,6 +33,7 @@ from .runner.services import RunOptions
 
 if TYPE_CHECKING:
     from kedro.framework.context import KedroContext
+    from kedro.framework.startup import ProjectMetadata
     from kedro.runner import AbstractRunner
 
 DASK_CLIENT_PARAMS = "dask_client"
@@ -164,3 +171,148 @@ def _mapping(value: Any, name: str) -> Mapping[str, Any]:
             f"{type(value).__name__}: {value!r}"
         )
     return value
+
+
+# --------------------------------------------------------------------------- #
+# kedro dask scheduler / worker
+# --------------------------------------------------------------------------- #
+_PASS_THROUGH = {"ignore_unknown_options": True, "help_option_names": ["-h", "--help"]}
+_ENV_OPTION = click.option(
+    "--env",
+    "-e",
+    default="dask",
+    show_default=True,
+    help="Kedro environment whose dask_client parameters to use.",
+)
+
+
+@cli.group(name="dask")
+def dask_commands() -> None:
+    """Start a Dask scheduler or worker for this project."""
+
+
+@dask_commands.command(name="scheduler", context_settings=_PASS_THROUGH)
+@_ENV_OPTION
+@click.argument("dask_args", nargs=-1, type=click.UNPROCESSED)
+@click.pass_obj
+def dask_scheduler(
+    metadata: ProjectMetadata, env: str, dask_args: tuple[str, ...]
+) -> None:
+    """Run dask scheduler at dask_client.address; other options go to it."""
+    _exec_dask(metadata, scheduler_command(_dask_client(metadata, env), dask_args))
+
+
+@dask_commands.command(name="worker", context_settings=_PASS_THROUGH)
+@_ENV_OPTION
+@click.argument("dask_args", nargs=-1, type=click.UNPROCESSED)
+@click.pass_obj
+def dask_worker(
+    metadata: ProjectMetadata, env: str, dask_args: tuple[str, ...]
+) -> None:
+    """Run dask worker joining dask_client.address, from the project root;
+    other options (--nthreads, --resources, ...) go to it."""
+    _exec_dask(metadata, worker_command(_dask_client(metadata, env), dask_args))
+
+
+def scheduler_command(
+    client_args: Mapping[str, Any], extra: Sequence[str] = ()
+) -> list[str]:
+    """``dask scheduler`` arguments listening where ``client_args`` connect.
+
+    Raises:
+        KedroCliError: No valid ``address``, or TLS files missing.
+    """
+    protocol, host, port = _address_parts(client_args)
+    return [
+        "scheduler",
+        *("--protocol", protocol, "--host", host, "--port", str(port)),
+        *_tls_flags(client_args, "scheduler"),
+        *extra,
+    ]
+
+
+def worker_command(
+    client_args: Mapping[str, Any], extra: Sequence[str] = ()
+) -> list[str]:
+    """``dask worker`` arguments joining the scheduler ``client_args`` connect to.
+
+    Raises:
+        KedroCliError: No valid ``address``, or TLS files missing.
+    """
+    _address_parts(client_args)
+    return [
+        "worker",
+        client_args["address"],
+        *_tls_flags(client_args, "worker"),
+        *extra,
+    ]
+
+
+def _dask_client(metadata: ProjectMetadata, env: str) -> Mapping[str, Any]:
+    with KedroSession.create(project_path=metadata.project_path, env=env) as session:
+        params = session.load_context().params
+    client_args = _mapping(params.get(DASK_CLIENT_PARAMS), DASK_CLIENT_PARAMS)
+    if not client_args.get("address"):
+        raise KedroCliError(
+            f"kedro dask needs {DASK_CLIENT_PARAMS}.address in the '{env}' "
+            f"environment (conf/{env}/parameters.yml), e.g. tcp://127.0.0.1:8786."
+        )
+    return client_args
+
+
+def _address_parts(client_args: Mapping[str, Any]) -> tuple[str, str, int]:
+    from distributed.comm import parse_address, parse_host_port
+
+    address = client_args.get("address")
+    if not address:
+        raise KedroCliError(
+            f"kedro dask needs {DASK_CLIENT_PARAMS}.address (e.g. "
+            f"tcp://127.0.0.1:8786) in conf/<env>/parameters.yml."
+        )
+    try:
+        protocol, location = parse_address(str(address))
+        host, port = parse_host_port(location)
+    except (TypeError, ValueError) as exc:
+        raise KedroCliError(
+            f"{DASK_CLIENT_PARAMS}.address '{address}' is not a Dask address "
+            f"with a port, e.g. tcp://127.0.0.1:8786: {exc}"
+        ) from None
+    if protocol not in ("tcp", "tls"):
+        raise KedroCliError(
+            f"kedro dask starts tcp:// or tls:// schedulers, not {protocol}:// "
+            f"({DASK_CLIENT_PARAMS}.address '{address}')."
+        )
+    return protocol, host, port
+
+
+def _tls_flags(client_args: Mapping[str, Any], role: str) -> list[str]:
+    """``--tls-*`` options of a scheduler or worker, from ``security``.
+
+    ``security`` holds ``distributed.Security`` options: the CA and the
+    ``tls_<role>_cert``/``tls_<role>_key`` of each role.
+    """
+    if not str(client_args["address"]).startswith("tls://"):
+        return []
+    security = _mapping(client_args.get("security"), f"{DASK_CLIENT_PARAMS}.security")
+    files = {
+        "--tls-ca-file": "tls_ca_file",
+        "--tls-cert": f"tls_{role}_cert",
+        "--tls-key": f"tls_{role}_key",
+    }
+    missing = [key for key in files.values() if not security.get(key)]
+    if missing:
+        raise KedroCliError(
+            f"A {role} at a tls:// address needs {DASK_CLIENT_PARAMS}.security."
+            f"{', security.'.join(missing)} (PEM file paths)."
+        )
+    return [arg for flag, key in files.items() for arg in (flag, str(security[key]))]
+
+
+def _exec_dask(metadata: ProjectMetadata, args: list[str]) -> None:
+    """Become ``python -m dask <args>`` in the project root, ``src`` on the path."""
+    env = dict(os.environ)
+    paths = [str(metadata.source_dir), env.get("PYTHONPATH", "")]
+    env["PYTHONPATH"] = os.pathsep.join(path for path in paths if path)
+    os.chdir(metadata.project_path)
+    click.secho(f"dask {' '.join(args)}", fg="green", err=True)
+    os.execve(sys.executable, [sys.executable, "-m", "dask", *args], env)  # noqa: S606

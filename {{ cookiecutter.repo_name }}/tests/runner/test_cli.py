@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,11 @@ from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 from kedro.runner import ParallelRunner, SequentialRunner
 
-from {{ cookiecutter.python_package }}.cli import _instantiate_runner
+from {{ cookiecutter.python_package }}.cli import (
+    _instantiate_runner,
+    scheduler_command,
+    worker_command,
+)
 from {{ cookiecutter.python_package }}.runner import DaskRunner
 
 PACKAGE = "{{ cookiecutter.python_package }}"
@@ -222,3 +227,80 @@ def test_default_env_has_no_dask_client(project_session):
 
     assert "dask_client" not in context.params
     assert runner._cluster._args == {}
+
+
+# --------------------------------------------------------------------------- #
+# kedro dask scheduler / worker
+# --------------------------------------------------------------------------- #
+TLS = {
+    "tls_ca_file": "certs/ca.pem",
+    "tls_scheduler_cert": "certs/scheduler.pem",
+    "tls_scheduler_key": "certs/scheduler-key.pem",
+    "tls_worker_cert": "certs/worker.pem",
+    "tls_worker_key": "certs/worker-key.pem",
+    "tls_client_cert": "certs/client.pem",
+    "tls_client_key": "certs/client-key.pem",
+}
+
+
+def test_scheduler_listens_where_the_runner_connects():
+    command = scheduler_command({"address": ADDRESS}, ["--dashboard-address", ":0"])
+
+    host, port = ADDRESS.removeprefix("tcp://").rsplit(":", 1)
+    assert command == [
+        "scheduler",
+        *("--protocol", "tcp", "--host", host, "--port", port),
+        *("--dashboard-address", ":0"),
+    ]
+
+
+def test_worker_joins_the_address_with_its_own_options():
+    command = worker_command({"address": ADDRESS}, ["--nthreads", "2"])
+
+    assert command == ["worker", ADDRESS, "--nthreads", "2"]
+
+
+def test_tls_processes_get_their_own_certificates():
+    client_args = {"address": "tls://10.0.0.5:8786", "security": TLS}
+
+    scheduler = scheduler_command(client_args)
+    worker = worker_command(client_args)
+
+    assert scheduler == [
+        *("scheduler", "--protocol", "tls", "--host", "10.0.0.5", "--port", "8786"),
+        *("--tls-ca-file", "certs/ca.pem", "--tls-cert", "certs/scheduler.pem"),
+        *("--tls-key", "certs/scheduler-key.pem"),
+    ]
+    assert worker == [
+        *("worker", "tls://10.0.0.5:8786", "--tls-ca-file", "certs/ca.pem"),
+        *("--tls-cert", "certs/worker.pem", "--tls-key", "certs/worker-key.pem"),
+    ]
+
+
+def test_tls_without_the_role_certificates_names_the_missing_keys():
+    client_args = {
+        "address": "tls://10.0.0.5:8786",
+        "security": {k: v for k, v in TLS.items() if "worker" not in k},
+    }
+
+    with pytest.raises(KedroCliError) as excinfo:
+        worker_command(client_args)
+
+    message = str(excinfo.value)
+    assert "security.tls_worker_cert" in message
+    assert "security.tls_worker_key" in message
+    assert scheduler_command(client_args)[0] == "scheduler"  # it has its own
+
+
+@pytest.mark.parametrize(
+    ("address", "named"),
+    [
+        (None, "dask_client.address"),
+        ("tcp://127.0.0.1", "tcp://127.0.0.1"),  # no port
+        ("not an address", "not an address"),
+        ("inproc://abc", "inproc://"),
+    ],
+)
+def test_bad_address_is_a_cli_error_naming_it(address, named):
+    with pytest.raises(KedroCliError, match=re.escape(named)):
+        scheduler_command({"address": address})

@@ -326,6 +326,32 @@ def test_persisted_dataset_orders_consumer_after_producer(tmp_path):
     assert _task_args(dask_graph, "prepare") == ([], [])
 
 
+def test_persisted_only_consumer_does_not_receive_the_producers_memory_data(
+    tmp_path,
+):
+    """``write`` saves ``report`` (CSV) and hands ``kept`` in memory to
+    ``use_kept``; ``read`` needs only ``report``: it waits for a small task that
+    follows ``write``, so ``kept`` is never moved to ``read``'s worker."""
+    pipeline = Pipeline(
+        [
+            node(lambda df: (df, 7), "raw", ["report", "kept"], name="write"),
+            node(identity, "report", "copy", name="read"),
+            node(identity, "kept", "kept_copy", name="use_kept"),
+        ]
+    )
+    graph = PipelineGraph(pipeline, _catalog(tmp_path))
+    dask_graph, token = _to_dask(graph)
+    write_key = _key_of(dask_graph, "write")
+
+    assert _task_args(dask_graph, "use_kept")[0] == [write_key]
+    memory_args, after = _task_args(dask_graph, "read")
+    assert memory_args == []
+    assert after == [(f"kedro-done-{token}", "write")]
+    done_task = dask_graph.graph[after[0]]
+    assert done_task[1] == write_key  # ready once write has run...
+    assert dask.get(dask_graph.graph, after[0]) is False  # ...holding no data
+
+
 def test_transcoded_persisted_dataset_orders_consumer_after_producer(tmp_path):
     """``df@write`` and ``df@read`` are one dataset for Kedro (transcoding): the
     reader must wait for the writer, as Kedro's own toposort makes it."""

@@ -17,11 +17,11 @@ therefore never imports the project, Kedro or a dataset library: a plain
 from __future__ import annotations
 
 import functools
+import operator
 import pickle
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from operator import getitem
 from typing import TYPE_CHECKING, Any
 
 import cloudpickle
@@ -165,7 +165,7 @@ class PipelineGraph:
         options_of = node_options or _no_options
         chains = self.chains(options_of) if fuse else [[n] for n in self.pipeline.nodes]
         # Node groups are named after functions, which cannot contain a hyphen:
-        # no node key can clash with a "kedro-input"/"kedro-output" key.
+        # no node key can clash with a "kedro-input/output/done" key.
         graph: dict[Key, Any] = {}
         context_task = (pickle.loads, context)
         node_keys: dict[Node, Key] = {}
@@ -190,7 +190,17 @@ class PipelineGraph:
                 continue
             for name in memory_outputs:
                 data_keys[name] = (f"kedro-output-{token}", name)
-                graph[data_keys[name]] = (getitem, node_keys[tail], name)
+                graph[data_keys[name]] = (operator.getitem, node_keys[tail], name)
+
+        def finished(parent: Node) -> Key:
+            """A key ready once ``parent`` (a chain's last node) has run, without
+            its in-memory outputs: a consumer of its persisted data only must not
+            have its other data moved to it."""
+            if not self._memory_outputs(parent):
+                return node_keys[parent]  # its task returns None
+            done = (f"kedro-done-{token}", parent.name)
+            graph[done] = (operator.is_, node_keys[parent], None)  # a bool, not data
+            return done
 
         dependencies = self.pipeline.node_dependencies
         for chain in chains:
@@ -205,7 +215,7 @@ class PipelineGraph:
             # Parents that hand over only persisted data: wait for them, take nothing.
             data_parents = {producer.get(name) for name in self._memory_inputs(head)}
             after = sorted(
-                node_keys[parent]
+                finished(parent)
                 for parent in dependencies[head]
                 if parent not in data_parents
             )

@@ -14,6 +14,7 @@ Adds ``kedro dask scheduler`` and ``kedro dask worker``, which start Dask's own
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import warnings
 from collections.abc import Mapping, Sequence
@@ -315,4 +316,7 @@ def _exec_dask(metadata: ProjectMetadata, args: list[str]) -> None:
     env["PYTHONPATH"] = os.pathsep.join(path for path in paths if path)
     os.chdir(metadata.project_path)
     click.secho(f"dask {' '.join(args)}", fg="green", err=True)
-    os.execve(sys.executable, [sys.executable, "-m", "dask", *args], env)  # noqa: S606
+    command = [sys.executable, "-m", "dask", *args]
+    if os.name == "nt":  # no exec on Windows: run it and pass its exit code on
+        raise SystemExit(subprocess.call(command, env=env))  # noqa: S603
+    os.execve(sys.executable, command, env)  # noqa: S606

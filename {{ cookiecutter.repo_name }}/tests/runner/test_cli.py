@@ -17,6 +17,7 @@ from kedro.framework.startup import bootstrap_project
 from kedro.runner import ParallelRunner, SequentialRunner
 
 from {{ cookiecutter.python_package }}.cli import (
+    _dask_client,
     _instantiate_runner,
     scheduler_command,
     worker_command,
@@ -304,3 +305,11 @@ def test_tls_without_the_role_certificates_names_the_missing_keys():
 def test_bad_address_is_a_cli_error_naming_it(address, named):
     with pytest.raises(KedroCliError, match=re.escape(named)):
         scheduler_command({"address": address})
+
+
+def test_kedro_dask_reads_the_address_of_its_environment(project_session):
+    metadata = bootstrap_project(PROJECT_ROOT)
+
+    assert _dask_client(metadata, "dask") == {"address": ADDRESS}
+    with pytest.raises(KedroCliError, match=r"'local' environment \(conf/local/"):
+        _dask_client(metadata, "local")

@@ -335,6 +335,44 @@ class DaskCluster:
         return proc.poll() if proc else None
 
 
+def _spawn(args: list[str], log: Path, cwd: Path, env: dict) -> subprocess.Popen:
+    """Start ``args`` in a session (process group) of its own, output to ``log``."""
+    with log.open("w") as handle:
+        return subprocess.Popen(
+            args,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def _wait_for_workers(cluster: DaskCluster, deadline: float) -> None:
+    """Return once exactly ``cluster.worker_names`` have joined the scheduler;
+    else fail with the processes' logs."""
+    names = sorted(cluster.worker_names)
+    try:
+        with Client(
+            cluster.address,
+            timeout=max(10.0, deadline - time.monotonic()),
+            security=cluster.security,
+            set_as_default=False,
+        ) as client:
+            if names:
+                remaining = max(5.0, deadline - time.monotonic())
+                client.wait_for_workers(len(names), timeout=remaining)
+            info = client.scheduler_info(n_workers=-1)
+            joined = sorted(w["name"] for w in info["workers"].values())
+    except Exception as exc:
+        raise AssertionError(
+            f"Dask workers {names} did not join {cluster.address}: {exc!r}\n"
+            + cluster.log_tails()
+        ) from exc
+    assert joined == names, f"{joined} != {names}\n{cluster.log_tails()}"
+
+
 def _wait_for_port(port: int, proc: subprocess.Popen, deadline: float) -> bool:
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -374,22 +412,10 @@ def start_cluster(
     logs = {"scheduler": workdir / "scheduler.log"}
     logs.update({name: workdir / f"{name}.log" for name in names})
     procs: list[subprocess.Popen] = []
-    handles = []
 
     def spawn(args: list[str], log: Path, cwd: Path, env: dict) -> subprocess.Popen:
-        handle = log.open("w")
-        handles.append(handle)
-        proc = subprocess.Popen(
-            args,
-            cwd=cwd,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        procs.append(proc)
-        return proc
+        procs.append(_spawn(args, log, cwd, env))
+        return procs[-1]
 
     try:
         scheduler = spawn(
@@ -425,30 +451,53 @@ def start_cluster(
             cluster.workers.append(
                 spawn(args, logs[name], worker_cwd or workdir, worker_env)
             )
-        try:
-            with Client(
-                address, timeout=10, security=security, set_as_default=False
-            ) as client:
-                remaining = max(5.0, deadline - time.monotonic())
-                if names:
-                    client.wait_for_workers(len(names), timeout=remaining)
-                info = client.scheduler_info(n_workers=-1)
-                registered = sorted(w["name"] for w in info["workers"].values())
-        except Exception as exc:
-            raise AssertionError(
-                f"Dask workers {names} did not register with {address}: {exc!r}\n"
-                + cluster.log_tails()
-            ) from exc
-        assert registered == sorted(names), (
-            f"{registered} != {names}\n{cluster.log_tails()}"
-        )
+        _wait_for_workers(cluster, deadline)
         yield cluster
     finally:
         for proc in reversed(procs):
             _stop(proc)
-        for handle in handles:
-            handle.close()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def kedro_dask_cluster(
+    project_dir: Path,
+    env: str,
+    address: str,
+    workers: Sequence[str],
+    logs_dir: Path,
+    security: Any = None,
+) -> Iterator[DaskCluster]:
+    """The project's own ``kedro dask scheduler`` and one ``kedro dask worker
+    --nthreads 1 --name <name>`` per name, all with ``--env env`` and started
+    from ``<project>/conf`` with no ``PYTHONPATH``. Yields once every worker has
+    joined ``address``; stops every process group on exit."""
+    logs_dir.mkdir(parents=True, exist_ok=True)
+    logs = {name: logs_dir / f"{name}.log" for name in ("scheduler", *workers)}
+    procs: list[subprocess.Popen] = []
+
+    def start(name: str, args: list[str]) -> subprocess.Popen:
+        command = [sys.executable, "-m", "kedro", "dask", *args, "--env", env]
+        procs.append(
+            _spawn(command, logs[name], Path(project_dir) / "conf", base_env())
+        )
+        return procs[-1]
+
+    deadline = time.monotonic() + CLUSTER_START_TIMEOUT
+    try:
+        scheduler = start(
+            "scheduler", ["scheduler", "--dashboard-address", "127.0.0.1:0"]
+        )
+        cluster = DaskCluster(address, scheduler, [], list(workers), logs, security)
+        for name in workers:
+            cluster.workers.append(
+                start(name, ["worker", "--nthreads", "1", "--name", name])
+            )
+        _wait_for_workers(cluster, deadline)
+        yield cluster
+    finally:
+        for proc in reversed(procs):
+            _stop(proc)
 
 
 def dask_cluster(

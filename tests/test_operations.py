@@ -45,7 +45,6 @@ from .conftest import (
     DaskCluster,
     Result,
     _kill_group,
-    _stop,
     assert_has_csv_and_parquet,
     assert_same_outputs,
     base_env,
@@ -53,6 +52,7 @@ from .conftest import (
     executed_keys_by_worker,
     free_port,
     kedro,
+    kedro_dask_cluster,
     nodes_of_key,
     pipeline_tasks,
     run_cmd,
@@ -875,54 +875,19 @@ def test_kedro_dask_scheduler_and_workers_run_the_pipeline(
     port = free_port()
     address = f"tcp://127.0.0.1:{port}"
     write_env(fresh_project, "dask", parameters={"dask_client": {"address": address}})
-    kedro_cmd = [sys.executable, "-m", "kedro", "dask"]
-    logs = {name: tmp_path / f"{name}.log" for name in ("scheduler", "w1", "w2")}
-    procs: list[subprocess.Popen] = []
-
-    def start(name: str, args: list[str]) -> None:
-        with logs[name].open("w") as log:
-            procs.append(
-                subprocess.Popen(
-                    [*kedro_cmd, *args],
-                    cwd=fresh_project / "conf",
-                    env=base_env(),
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-            )
-
-    def log_tails() -> str:
-        return "\n".join(
-            f"----- {n} -----\n{tail(p.read_text(errors='replace'), 2000)}"
-            for n, p in logs.items()
-        )
-
-    try:
-        start("scheduler", ["scheduler", "--dashboard-address", "127.0.0.1:0"])
-        for name in ("w1", "w2"):
-            start(name, ["worker", "--nthreads", "1", "--name", name])
-        with Client(address, timeout=60) as client:
-            client.wait_for_workers(2, timeout=120)
-            names = {
-                w["name"]
-                for w in client.scheduler_info(n_workers=-1)["workers"].values()
-            }
-        assert names == {"w1", "w2"}, log_tails()
+    with kedro_dask_cluster(
+        fresh_project, "dask", address, ["w1", "w2"], tmp_path / "logs"
+    ) as cluster:
         before = executed_keys_by_worker(address)
         result = kedro(fresh_project, "run", "--env", "dask", "--runner", DASK_RUNNER)
         after = executed_keys_by_worker(address)
-    finally:
-        for proc in procs:
-            _stop(proc)
-    assert result.returncode == 0, result.describe() + "\n" + log_tails()
+        logs = cluster.log_texts()
+    assert result.returncode == 0, result.describe() + "\n" + str(logs)
     assert f"Connected to the Dask scheduler at {address}" in result.output
     # What each process ran: the command the project built for it.
-    assert f"dask scheduler --protocol tcp --host 127.0.0.1 --port {port}" in (
-        logs["scheduler"].read_text()
-    )
-    assert f"dask worker {address} --nthreads 1 --name w1" in logs["w1"].read_text()
+    scheduler_command = f"dask scheduler --protocol tcp --host 127.0.0.1 --port {port}"
+    assert scheduler_command in logs["scheduler"]
+    assert f"dask worker {address} --nthreads 1 --name w1" in logs["w1"]
     tasks = pipeline_tasks(fresh_project)
     ran = set()
     for worker, keys in after.items():

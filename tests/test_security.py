@@ -36,6 +36,7 @@ from .conftest import (
     copy_project,
     executed_keys_probe,
     free_port,
+    kedro_dask_cluster,
     nodes_of_key,
     pipeline_tasks,
     reset_data,
@@ -329,6 +330,47 @@ def test_tls_end_to_end(
 
     # And produced what the SequentialRunner does.
     assert_same_outputs(sequential_project, security_project)
+
+
+def test_kedro_dask_commands_start_a_tls_cluster(
+    rendered_project, sequential_project, tls, tmp_path
+):
+    """``kedro dask scheduler`` and ``kedro dask worker`` take the TLS files of
+    ``dask_client.security``: the cluster they form accepts only TLS clients, and
+    ``kedro run`` runs the example pipeline on it."""
+    project = copy_project(rendered_project, tmp_path / "project")
+    address = f"tls://{LOOPBACK}:{free_port()}"
+    security = {
+        **client_security(tls),
+        "tls_scheduler_cert": str(tls["cluster_cert"]),
+        "tls_scheduler_key": str(tls["cluster_key"]),
+        "tls_worker_cert": str(tls["cluster_cert"]),
+        "tls_worker_key": str(tls["cluster_key"]),
+    }
+    (project / "conf" / "tlscli").mkdir()
+    (project / "conf" / "tlscli" / "parameters.yml").write_text(
+        yaml.safe_dump({"dask_client": {"address": address, "security": security}})
+    )
+    with kedro_dask_cluster(
+        project,
+        "tlscli",
+        address,
+        ["w1"],
+        tmp_path / "logs",
+        security=Security(**client_security(tls)),
+    ) as cluster:
+        result = kedro_run(
+            project, "run", "--env", "tlscli", "--runner", DASK_RUNNER, timeout=240
+        )
+        logs = cluster.log_texts()
+        tails = cluster.log_tails()
+    assert result.returncode == 0, result.describe() + tails
+    assert f"Connected to the Dask scheduler at {address}" in result.output
+    # The command each process ran, as the project built it.
+    flags = f"--tls-ca-file {tls['ca']} --tls-cert {tls['cluster_cert']}"
+    assert "dask scheduler --protocol tls --host 127.0.0.1" in logs["scheduler"]
+    assert f"dask worker {address} {flags}" in logs["w1"], tails
+    assert_same_outputs(sequential_project, project)
 
 
 # name -> (conf environment, address given the TLS one, what the run must say)

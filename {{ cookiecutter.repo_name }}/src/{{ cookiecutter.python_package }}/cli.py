@@ -227,7 +227,7 @@ def scheduler_command(
     return [
         "scheduler",
         *("--protocol", protocol, "--host", host, "--port", str(port)),
-        *_tls_flags(client_args, "scheduler"),
+        *_tls_flags(client_args, protocol, "scheduler"),
         *extra,
     ]
 
@@ -240,11 +240,11 @@ def worker_command(
     Raises:
         KedroCliError: No valid ``address``, or TLS files missing.
     """
-    _address_parts(client_args)
+    protocol, _, _ = _address_parts(client_args)
     return [
         "worker",
-        client_args["address"],
-        *_tls_flags(client_args, "worker"),
+        str(client_args["address"]),
+        *_tls_flags(client_args, protocol, "worker"),
         *extra,
     ]
 
@@ -265,11 +265,6 @@ def _address_parts(client_args: Mapping[str, Any]) -> tuple[str, str, int]:
     from distributed.comm import parse_address, parse_host_port
 
     address = client_args.get("address")
-    if not address:
-        raise KedroCliError(
-            f"kedro dask needs {DASK_CLIENT_PARAMS}.address (e.g. "
-            f"tcp://127.0.0.1:8786) in conf/<env>/parameters.yml."
-        )
     try:
         protocol, location = parse_address(str(address))
         host, port = parse_host_port(location)
@@ -286,13 +281,13 @@ def _address_parts(client_args: Mapping[str, Any]) -> tuple[str, str, int]:
     return protocol, host, port
 
 
-def _tls_flags(client_args: Mapping[str, Any], role: str) -> list[str]:
+def _tls_flags(client_args: Mapping[str, Any], protocol: str, role: str) -> list[str]:
     """``--tls-*`` options of a scheduler or worker, from ``security``.
 
     ``security`` holds ``distributed.Security`` options: the CA and the
     ``tls_<role>_cert``/``tls_<role>_key`` of each role.
     """
-    if not str(client_args["address"]).startswith("tls://"):
+    if protocol != "tls":
         return []
     security = _mapping(client_args.get("security"), f"{DASK_CLIENT_PARAMS}.security")
     files = {

@@ -275,15 +275,25 @@ def chain_profile(ctx: Any, n: int) -> dict[str, Any]:
     )
 
     # e) the driver's cProfile of one more run
-    pipeline = workloads.chain(n)
+    result.update(driver_profile(ctx, workloads.chain(n), top=25))
+    return result
+
+
+def driver_profile(ctx: Any, pipeline: Any, top: int) -> dict[str, Any]:
+    """The driver's cProfile of one warm DaskRunner run of ``pipeline``: the
+    ``top`` functions by cumulative time and 15 by self time."""
+    import harness
+    import workloads
+
     catalog = workloads.catalog(pipeline, shared_memory=False, assign_datasets=False)
     profiler = cProfile.Profile()
     profiler.enable()
     harness.make_runner(harness.DASK_WARM, ctx).run(pipeline, catalog)
     profiler.disable()
-    result["driver_top_cumulative"] = top_functions(profiler, "cumulative", 25)
-    result["driver_top_self"] = top_functions(profiler, "tottime", 15)
-    return result
+    return {
+        "driver_top_cumulative": top_functions(profiler, "cumulative", top),
+        "driver_top_self": top_functions(profiler, "tottime", 15),
+    }
 
 
 def node_task_cost(ctx: Any, repeats: int = 3000) -> dict[str, Any]:
@@ -350,15 +360,8 @@ def fan_out_scaling(ctx: Any, sizes: tuple[int, ...]) -> dict[str, Any]:
             n + 1,
         )
     n = max(sizes)
-    pipeline = workloads.fan_out(n)
-    catalog = workloads.catalog(pipeline, shared_memory=False, assign_datasets=False)
-    profiler = cProfile.Profile()
-    profiler.enable()
-    harness.make_runner(harness.DASK_WARM, ctx).run(pipeline, catalog)
-    profiler.disable()
     result["driver_nodes"] = n + 1
-    result["driver_top_cumulative"] = top_functions(profiler, "cumulative", 30)
-    result["driver_top_self"] = top_functions(profiler, "tottime", 15)
+    result.update(driver_profile(ctx, workloads.fan_out(n), top=30))
     return result
 
 

@@ -17,8 +17,9 @@ import os
 import subprocess
 import sys
 import warnings
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import IO, TYPE_CHECKING, Any
 
 import click
 from kedro import KedroDeprecationWarning
@@ -41,6 +42,31 @@ DASK_CLIENT_PARAMS = "dask_client"
 """The parameters key holding ``DaskRunner``'s ``client_args``."""
 DASK_RUNNER_PARAMS = "dask_runner"
 """The parameters key holding ``DaskRunner``'s other options (progress, ...)."""
+
+
+class RunError(KedroCliError):
+    """A ``kedro run`` / ``kedro dask`` error the user reads as one line.
+
+    ``KedroCliError.show`` formats ``sys.exc_info()``, which click 8.5 no longer
+    sets when it calls ``show``: it printed ``NoneType: None``. This prints the
+    message itself, as ``click.ClickException`` does, whatever click's version.
+    """
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        click.ClickException.show(self, file)
+
+
+@contextmanager
+def _one_line_errors() -> Iterator[None]:
+    """Report input and cluster errors, Kedro's own CLI errors included, as one
+    line; a node's own exception keeps its traceback."""
+    try:
+        yield
+    except (KedroCliError, DaskRunnerError) as exc:
+        if isinstance(exc, RunError):
+            raise
+        message = exc.message if isinstance(exc, KedroCliError) else str(exc)
+        raise RunError(message) from None
 
 
 @click.group(context_settings=CONTEXT_SETTINGS, name=__file__)
@@ -75,7 +101,7 @@ def run(  # noqa: PLR0913
     # project's logging configuration at start-up: apply that configuration again.
     LOGGING.configure(LOGGING.data)
     if pipeline and pipelines:
-        raise KedroCliError(
+        raise RunError(
             "Options '--pipeline' and '--pipelines' cannot be used together"
         )
     if pipeline:
@@ -107,14 +133,14 @@ def run(  # noqa: PLR0913
     else:
         run_kwargs["runtime_params"] = params
 
-    with settings.SESSION_CLASS.create(**create_kwargs) as session:
+    with (
+        _one_line_errors(),
+        settings.SESSION_CLASS.create(**create_kwargs) as session,
+    ):
         run_kwargs["runner"] = _instantiate_runner(
             runner, is_async, session.load_context(), runner_params
         )
-        try:
-            result: dict[str, Any] = session.run(**run_kwargs)
-        except DaskRunnerError as exc:  # bad input or no cluster: one line says why
-            raise KedroCliError(str(exc)) from None
+        result: dict[str, Any] = session.run(**run_kwargs)
     return result
 
 
@@ -132,14 +158,15 @@ def _instantiate_runner(
     ``--runner-params <option>=...``: the command line wins.
 
     Raises:
-        KedroCliError: The runner cannot be loaded, its parameters do not fit it,
+        RunError: The runner cannot be loaded, its parameters do not fit it,
             or ``dask_client``/``dask_runner`` is not a mapping.
     """
     try:
         runner_class = load_obj(runner or "SequentialRunner", "kedro.runner")
     except (AttributeError, ImportError, ValueError) as exc:
-        raise KedroCliError(f"Cannot load runner '{runner}': {exc}") from None
-    runner_kwargs = _resolve_runner_kwargs(is_async, dict(runner_params or {}))
+        raise RunError(f"Cannot load runner '{runner}': {exc}") from None
+    with _one_line_errors():
+        runner_kwargs = _resolve_runner_kwargs(is_async, dict(runner_params or {}))
 
     if isinstance(runner_class, type) and issubclass(runner_class, DaskRunner):
         params = project_context.params
@@ -147,18 +174,15 @@ def _instantiate_runner(
         from_cli = _mapping(runner_kwargs.get("client_args"), "client_args")
         runner_kwargs["client_args"] = {**client_args, **from_cli}
         options = _mapping(params.get(DASK_RUNNER_PARAMS), DASK_RUNNER_PARAMS)
-        try:  # only dask_runner options: none silently dropped, errors named right
+        with _one_line_errors():  # only dask_runner options: none silently dropped
             RunOptions.from_mapping(options)
-        except DaskRunnerError as exc:
-            raise KedroCliError(str(exc)) from None
         runner_kwargs = {**options, **runner_kwargs}
 
     try:
-        return runner_class(**runner_kwargs)
-    except DaskRunnerError as exc:
-        raise KedroCliError(str(exc)) from None
+        with _one_line_errors():
+            return runner_class(**runner_kwargs)
     except TypeError as exc:
-        raise KedroCliError(
+        raise RunError(
             f"--runner-params do not fit {runner_class.__name__}: {exc}"
         ) from None
 
@@ -167,7 +191,7 @@ def _mapping(value: Any, name: str) -> Mapping[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, Mapping):
-        raise KedroCliError(
+        raise RunError(
             f"'{name}' must be a mapping of options, got "
             f"{type(value).__name__}: {value!r}"
         )
@@ -221,7 +245,7 @@ def scheduler_command(
     """``dask scheduler`` arguments listening where ``client_args`` connect.
 
     Raises:
-        KedroCliError: No valid ``address``, or TLS files missing.
+        RunError: No valid ``address``, or TLS files missing.
     """
     protocol, host, port = _address_parts(client_args)
     return [
@@ -238,7 +262,7 @@ def worker_command(
     """``dask worker`` arguments joining the scheduler ``client_args`` connect to.
 
     Raises:
-        KedroCliError: No valid ``address``, or TLS files missing.
+        RunError: No valid ``address``, or TLS files missing.
     """
     protocol, _, _ = _address_parts(client_args)
     return [
@@ -254,7 +278,7 @@ def _dask_client(metadata: ProjectMetadata, env: str) -> Mapping[str, Any]:
         params = session.load_context().params
     client_args = _mapping(params.get(DASK_CLIENT_PARAMS), DASK_CLIENT_PARAMS)
     if not client_args.get("address"):
-        raise KedroCliError(
+        raise RunError(
             f"kedro dask needs {DASK_CLIENT_PARAMS}.address in the '{env}' "
             f"environment (conf/{env}/parameters.yml), e.g. tcp://127.0.0.1:8786."
         )
@@ -269,12 +293,12 @@ def _address_parts(client_args: Mapping[str, Any]) -> tuple[str, str, int]:
         protocol, location = parse_address(str(address))
         host, port = parse_host_port(location)
     except (TypeError, ValueError) as exc:
-        raise KedroCliError(
+        raise RunError(
             f"{DASK_CLIENT_PARAMS}.address '{address}' is not a Dask address "
             f"with a port, e.g. tcp://127.0.0.1:8786: {exc}"
         ) from None
     if protocol not in ("tcp", "tls"):
-        raise KedroCliError(
+        raise RunError(
             f"kedro dask starts tcp:// or tls:// schedulers, not {protocol}:// "
             f"({DASK_CLIENT_PARAMS}.address '{address}')."
         )
@@ -297,7 +321,7 @@ def _tls_flags(client_args: Mapping[str, Any], protocol: str, role: str) -> list
     }
     missing = [key for key in files.values() if not security.get(key)]
     if missing:
-        raise KedroCliError(
+        raise RunError(
             f"A {role} at a tls:// address needs {DASK_CLIENT_PARAMS}.security."
             f"{', security.'.join(missing)} (PEM file paths)."
         )

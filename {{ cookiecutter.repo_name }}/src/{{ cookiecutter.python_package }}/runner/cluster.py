@@ -58,6 +58,40 @@ _LOCAL_CLUSTER_OPTIONS = (
 )
 _LOCALHOST = "127.0.0.1"
 
+_NUMBER = (int, float)
+_DURATION = (int, float, str)  # seconds, or a Dask duration such as "30s"
+# The types of the options users set most, checked before anything starts: a
+# wrong type would otherwise surface as a long traceback from inside Dask.
+_OPTION_TYPES: dict[str, tuple[type, ...]] = {
+    "address": (str,),
+    "scheduler_file": (str,),
+    "timeout": _DURATION,
+    "worker_wait": _NUMBER,
+    "name": (str, int),
+    "heartbeat_interval": _DURATION,
+    "direct_to_workers": (bool,),
+    "connection_limit": (int,),
+    "n_workers": (int,),
+    "threads_per_worker": (int,),
+    "nthreads": (int,),
+    "processes": (bool,),
+    "memory_limit": (str, int, float),
+    "host": (str,),
+    "scheduler_port": (int,),
+    "dashboard_address": (str,),
+    "protocol": (str,),
+    "resources": (Mapping,),
+    "env": (Mapping,),
+    "death_timeout": _DURATION,
+}
+_TYPE_NAMES = {
+    bool: "true or false",
+    int: "an integer",
+    float: "a number",
+    str: "a string",
+    Mapping: "a mapping",
+}
+
 
 def validate_client_args(client_args: Mapping[str, Any] | None) -> dict[str, Any]:
     """Check ``client_args`` before anything is started, naming the offending key.
@@ -83,6 +117,8 @@ def validate_client_args(client_args: Mapping[str, Any] | None) -> dict[str, Any
                 f"options such as 'n_workers', 'threads_per_worker', 'processes', "
                 f"'memory_limit'."
             )
+    for key, value in args.items():
+        _check_type(key, value)
     if _CLUSTER_OPTION in args:
         _validate_cluster_block(args)
     remote = [key for key in ("address", "scheduler_file") if args.get(key)]
@@ -96,6 +132,21 @@ def validate_client_args(client_args: Mapping[str, Any] | None) -> dict[str, Any
     if "security" in args:
         args["security"] = _security(args["security"])
     return args
+
+
+def _check_type(key: str, value: Any) -> None:
+    """Refuse, naming the key, a value of the wrong type (``None``: Dask's default)."""
+    expected = _OPTION_TYPES.get(key)
+    if expected is None or value is None:
+        return
+    a_bool_for_a_number = isinstance(value, bool) and bool not in expected
+    if isinstance(value, expected) and not a_bool_for_a_number:
+        return
+    names = list(dict.fromkeys(_TYPE_NAMES[kind] for kind in expected))
+    raise DaskClusterError(
+        f"dask_client option '{key}' must be {' or '.join(names)}, got "
+        f"{type(value).__name__}: {value!r}"
+    )
 
 
 def _validate_cluster_block(args: Mapping[str, Any]) -> None:

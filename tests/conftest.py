@@ -162,6 +162,29 @@ def run_cmd(
     )
 
 
+def error_lines(output: str) -> list[str]:
+    """Lines reporting an error: ``<Type>Error: ...`` / ``Error: ...``."""
+    return [
+        line
+        for line in output.splitlines()
+        if re.search(r"(^|[\s.])\w*Error: ", line) and "Warning" not in line
+    ]
+
+
+def assert_one_clear_error(result: Result, *needles: str) -> str:
+    """What a user reads when the README promises one line: a non-zero exit, no
+    traceback, no ``NoneType: None`` and exactly one error line, naming
+    ``needles``."""
+    assert result.returncode != 0, result.describe()
+    assert "Traceback" not in result.output, result.describe()
+    assert "NoneType: None" not in result.output, result.describe()
+    lines = error_lines(result.output)
+    assert len(lines) == 1, f"expected one error line, got {lines}\n{result.describe()}"
+    for needle in needles:
+        assert needle in lines[0], f"{needle!r} not in {lines[0]!r}"
+    return lines[0]
+
+
 def kedro(project_dir: Path, *args: str, timeout: float = KEDRO_RUN_TIMEOUT) -> Result:
     """``python -m kedro <args>`` from ``project_dir``."""
     return run_cmd(
@@ -585,13 +608,18 @@ def node_names(pipeline_task_nodes) -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def sequential_project(rendered_project, tmp_path_factory) -> Path:
-    """A copy of the project after one ``kedro run`` with the SequentialRunner:
-    the reference outputs."""
+def sequential_run(rendered_project, tmp_path_factory) -> tuple[Path, Result]:
+    """A copy of the project after one ``kedro run`` with the SequentialRunner,
+    and what that run printed: the reference outputs and console."""
     project = copy_project(rendered_project, tmp_path_factory.mktemp("sequential"))
-    kedro_ok(project, "run")
+    result = kedro_ok(project, "run")
     assert_has_csv_and_parquet(data_files(project))
-    return project
+    return project, result
+
+
+@pytest.fixture(scope="session")
+def sequential_project(sequential_run) -> Path:
+    return sequential_run[0]
 
 
 @pytest.fixture

@@ -35,6 +35,7 @@ from .conftest import (
     PACKAGE,
     Result,
     _kill_group,
+    assert_one_clear_error,
     base_env,
     copy_project,
     dask_cluster,
@@ -645,26 +646,6 @@ def assert_files_equal(expected_dir: Path, actual_dir: Path, rels: list[str]) ->
             assert got.read_bytes() == want.read_bytes(), f"{rel} differs"
 
 
-def error_lines(output: str) -> list[str]:
-    """Lines reporting an error: ``<Type>Error: ...`` / ``Error: ...``."""
-    return [
-        line
-        for line in output.splitlines()
-        if re.search(r"(^|[\s.])\w*Error: ", line) and "Warning" not in line
-    ]
-
-
-def assert_one_clear_error(result: Result, *needles: str) -> str:
-    """Non-zero exit, no traceback, and exactly one error line, naming ``needles``."""
-    assert result.returncode != 0, result.describe()
-    assert "Traceback" not in result.output, result.describe()
-    lines = error_lines(result.output)
-    assert len(lines) == 1, f"expected one error line, got {lines}\n{result.describe()}"
-    for needle in needles:
-        assert needle in lines[0], f"{needle!r} not in {lines[0]!r}"
-    return lines[0]
-
-
 def problems(log: str) -> list[str]:
     """The WARNING and ERROR lines of a Dask log."""
     return [
@@ -847,6 +828,13 @@ BAD_INPUTS: dict[str, tuple[Callable[[str], list[str]], tuple[str, ...]]] = {
             "--params", f"dask_client.address={address},dask_client.bogus=1",
         ],
         ("bogus",),
+    ),
+    "dask_client_value_of_a_wrong_type": (
+        lambda address: [
+            "--pipelines", "slowsave", "--runner", DASK_RUNNER,
+            "--params", f"dask_client.address={address},dask_client.worker_wait=soon",
+        ],
+        ("worker_wait", "a number", "soon"),
     ),
     "address_with_n_workers": (
         lambda address: [

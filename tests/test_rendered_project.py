@@ -98,6 +98,40 @@ def test_dask_runner_local_cluster_matches_sequential(
     assert_has_csv_and_parquet(outputs)
 
 
+# What Kedro logs about each node: these lines must read the same on Dask.
+_NODE_LINES = re.compile(
+    r"(Loading data from \S+ \(\w+\)|Running node: .*|Saving data to \S+ \(\w+\)"
+    r"|Model '\w+' scores RMSE .*|Completed node: \S+|Using synchronous mode)"
+)
+
+
+def test_dask_run_console_reads_as_sequential_runner(
+    dask_local_project, sequential_run
+):
+    """The embedded cluster's console shows every line SequentialRunner's shows
+    about the nodes (Kedro's Loading / Running / Saving lines and what the nodes
+    log themselves), each once, each node's lines before its "Completed node",
+    and no more of Dask than a line of what it started."""
+    _, result = dask_local_project
+    _, sequential = sequential_run
+    dask_lines = [m.strip() for m in _NODE_LINES.findall(result.output)]
+    sequential_lines = [m.strip() for m in _NODE_LINES.findall(sequential.output)]
+    assert sorted(dask_lines) == sorted(sequential_lines), result.describe()
+    # A node's lines come out together, closed by its "Completed node" line.
+    current = []
+    for line in dask_lines:
+        if line.startswith("Completed node: "):
+            running = [x for x in current if x.startswith("Running node: ")]
+            assert len(running) == 1, (line, current)
+            current = []
+        else:
+            current.append(line)
+    assert "_ReceivedDataset" not in result.output
+    for noise in ("Start worker at", "Stopping worker", "Compute Failed", "Traceback"):
+        assert noise not in result.output, result.describe()
+    assert len(result.output.splitlines()) <= 1.2 * len(sequential.output.splitlines())
+
+
 @pytest.mark.parametrize("runner", ["SequentialRunner", DASK_RUNNER])
 def test_only_missing_outputs_skips_nodes(
     runner, sequential_project, tmp_path, node_names
@@ -248,3 +282,49 @@ def test_cli_rejects_non_mapping_dask_client(fresh_project):
     assert result.returncode != 0, result.describe()
     assert "dask_client" in result.output, result.describe()
     assert "Traceback" not in result.output, result.describe()
+
+
+def test_nested_params_override_under_the_dask_env(fresh_project):
+    """``--env dask --params raw_data.n_stores=3`` changes one key of the
+    ``raw_data`` block of conf/base/ and keeps the others (``seed``, ...), as it
+    does without ``--env dask``."""
+    import pandas as pd
+
+    result = kedro_ok(
+        fresh_project,
+        "run",
+        "--env",
+        "dask",
+        "--params",
+        "raw_data.n_stores=3",
+        "--nodes",
+        "generate_raw_sales_node",
+    )
+    assert "Completed 1 out of 1 tasks" in result.output, result.describe()
+    sales = pd.read_csv(fresh_project / "data" / "01_raw" / "sales.csv")
+    assert sales["store_id"].nunique() == 3, sales.head()
+
+
+def test_packaged_project_needs_no_development_tools(fresh_project):
+    """``kedro package`` builds a wheel whose run-time dependencies are the
+    pipeline's, not pytest or ruff (those are the ``dev`` extra)."""
+    import zipfile
+
+    from packaging.requirements import Requirement
+
+    kedro_ok(fresh_project, "package", timeout=600)
+    [wheel] = (fresh_project / "dist").glob("*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        [metadata] = [n for n in names if n.endswith(".dist-info/METADATA")]
+        lines = archive.read(metadata).decode().splitlines()
+    requires = [
+        Requirement(line.split(":", 1)[1].strip())
+        for line in lines
+        if line.startswith("Requires-Dist:")
+    ]
+    runtime = {req.name for req in requires if req.marker is None}
+    dev = {req.name for req in requires if req.marker is not None}
+    assert {"kedro", "distributed", "dask"} <= runtime, runtime
+    assert not runtime & {"pytest", "ruff"}, runtime
+    assert {"pytest", "ruff"} <= dev, dev

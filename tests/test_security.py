@@ -31,6 +31,7 @@ from distributed import Client, Security
 from .conftest import (
     DASK_RUNNER,
     DaskCluster,
+    assert_one_clear_error,
     assert_same_outputs,
     base_env,
     copy_project,
@@ -46,7 +47,6 @@ from .conftest import (
 from .test_faults import (
     EXAMPLE_PIPELINES,
     add_fault_modules,
-    assert_one_clear_error,
     background_kedro,
     descendants,
     events,

@@ -101,9 +101,7 @@ def run(  # noqa: PLR0913
     # project's logging configuration at start-up: apply that configuration again.
     LOGGING.configure(LOGGING.data)
     if pipeline and pipelines:
-        raise RunError(
-            "Options '--pipeline' and '--pipelines' cannot be used together"
-        )
+        raise RunError("Options '--pipeline' and '--pipelines' cannot be used together")
     if pipeline:
         warnings.warn(
             "Option '--pipeline' is deprecated and will be removed in a future "

@@ -31,9 +31,14 @@ and their default values.
 
 # Keyword arguments for the CONFIG_LOADER_CLASS constructor. ``--env dask`` layers
 # conf/dask/ over conf/base/ instead of the default conf/local/.
+# Parameters are merged key by key ("soft"): Kedro applies ``--params`` to each
+# environment's parameters before layering them, so with the default ("destructive")
+# strategy ``--env dask --params raw_data.n_stores=3`` would replace the whole
+# ``raw_data`` block of conf/base/ with ``{n_stores: 3}``.
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",
+    "merge_strategy": {"parameters": "soft"},
 }
 
 # Class that manages Kedro's library components.

@@ -22,7 +22,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from itertools import chain
 from typing import TYPE_CHECKING, Any
 
@@ -31,10 +31,12 @@ from distributed import as_completed
 from kedro.runner import AbstractRunner
 
 from .cluster import DaskCluster
-from .errors import DaskClusterError
+from .errors import DaskClusterError, DaskRunnerError
 from .graph import DaskGraph, Key, PipelineGraph, UnpicklableError
+from .node_logs import LogSettings, NodeLogs
+from .plugins import by_value, erred_on
 from .services import NodeProgress, RunOptions, run_services
-from .worker import RunContext, chain_nodes_done, picklable_node_hooks
+from .worker import NODE_NOTE, RunContext, chain_nodes_done, picklable_node_hooks
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -91,8 +93,8 @@ class DaskRunner(AbstractRunner):
             is_async: If True, the node inputs and outputs are loaded and saved
                 asynchronously with threads on the worker. Defaults to False.
             progress: Live progress display; default: on a terminal.
-            forward_logs: Show in the driver what nodes log on workers; default:
-                unless the workers are this runner's own LocalCluster.
+            forward_logs: Show in the driver's console what nodes log on the
+                workers, as ``SequentialRunner`` shows it; default: on.
             ship_code: Send the project package to the workers at the start of
                 the run; default: unless the workers are this runner's own
                 LocalCluster.
@@ -145,10 +147,22 @@ class DaskRunner(AbstractRunner):
         """
         if not pipeline.nodes:  # e.g. --only-missing-outputs found nothing to do
             return
+        if not self._is_async:  # as SequentialRunner says it
+            self._logger.info(
+                "Using synchronous mode for loading and saving data. Use the "
+                "--async flag for potential performance gains. "
+                "https://docs.kedro.org/en/stable/build/run_a_pipeline/"
+                "#load-and-save-asynchronously"
+            )
         # Everything that can fail on bad input fails here, before submitting.
         graph = PipelineGraph(pipeline, catalog)
-        context = _pickled_run_context(hook_manager, run_id, self._is_async)
         token = uuid.uuid4().hex
+        logs = (
+            None
+            if self._options.forward_logs is False
+            else LogSettings.of_driver(f"kedro-logs-{token}", _package_name())
+        )
+        context = _pickled_run_context(hook_manager, run_id, self._is_async, logs)
         dask_graph = graph.to_dask(
             token,
             context,
@@ -169,16 +183,20 @@ class DaskRunner(AbstractRunner):
                     token=token,
                 )
             )
+            node_logs = stack.enter_context(NodeLogs(client, logs))
             progress = stack.enter_context(
                 NodeProgress(len(pipeline.nodes), self._options.progress)
             )
             watch = stack.enter_context(
                 _WorkerWatch(client, worker_wait, token, progress)
             )
-            outputs = self._follow(client, pipeline, catalog, dask_graph, watch)
+            outputs = self._follow(
+                client, pipeline, catalog, dask_graph, watch, node_logs
+            )
 
+        # The node that produced them logged "Saving data to ..." on its worker.
         for name, value in outputs.items():
-            catalog.save(name, value)
+            catalog[name].save(value)
 
     def _follow(
         self,
@@ -187,6 +205,7 @@ class DaskRunner(AbstractRunner):
         catalog: CatalogProtocol,
         dask_graph: DaskGraph,
         watch: _WorkerWatch,
+        node_logs: NodeLogs,
     ) -> dict[str, Any]:
         """Submit the graph, then do the driver's part as each node finishes.
 
@@ -212,6 +231,7 @@ class DaskRunner(AbstractRunner):
         def node_done(node: Node) -> None:
             done_nodes.add(node)
             watch.progress.node_done()
+            node_logs.emit(node.name)
             self._logger.info("Completed node: %s", node.name)
             self._logger.info(
                 "Completed %d out of %d tasks", len(done_nodes), len(nodes)
@@ -232,8 +252,9 @@ class DaskRunner(AbstractRunner):
                         for node in task_nodes[:done]:
                             node_done(node)
                     watch.progress.node_failed()
+                    node_logs.emit_all()
                     self._suggest_resume_scenario(pipeline, done_nodes, catalog)
-                    raise _failure(future, task_nodes, watch)
+                    raise _failure(client, future, task_nodes, watch)
                 for node in task_nodes:
                     node_done(node)
                 del future
@@ -271,10 +292,15 @@ class _Releaser:
                 self._catalog.release(dataset)
 
 
-def _failure(future: Future, nodes: list[Node], watch: _WorkerWatch) -> BaseException:
+def _failure(
+    client: Client, future: Future, nodes: list[Node], watch: _WorkerWatch
+) -> BaseException:
     """The exception that stops the run when ``future`` did not finish."""
     if future.status == "error":
-        return future.exception().with_traceback(future.traceback())
+        exc = future.exception()
+        if isinstance(exc, ImportError) and not _raised_by_node(exc):
+            return _missing_module(client, future.key, nodes[0], exc)
+        return exc.with_traceback(future.traceback())
     if watch.lost:
         return DaskClusterError(watch.lost)
     return DaskClusterError(
@@ -283,12 +309,45 @@ def _failure(future: Future, nodes: list[Node], watch: _WorkerWatch) -> BaseExce
     )
 
 
+def _raised_by_node(exc: BaseException) -> bool:
+    """Whether ``exc`` came from running the node, not from unpickling its task."""
+    return any(note.startswith(NODE_NOTE) for note in getattr(exc, "__notes__", ()))
+
+
+def _missing_module(
+    client: Client, key: Key, node: Node, exc: ImportError
+) -> DaskRunnerError:
+    """Name the worker that cannot import what a node's task needs, and the fix."""
+    workers: list[str] = []
+    with by_value(), suppress(Exception):  # the scheduler may be gone by now
+        workers = client.run_on_scheduler(erred_on, key=key)
+    where = ", ".join(sorted(workers or ())) or "?"
+    module = exc.name or str(exc)
+    package = _package_name()
+    if package and module.split(".")[0] == package:
+        fix = (
+            "start workers from the project root with PYTHONPATH=src (or "
+            "'kedro dask worker'), pip install the project where they run, or set "
+            "dask_runner.ship_code: true"
+        )
+    else:
+        fix = f"install '{module.split('.')[0]}' where the workers run"
+    return DaskRunnerError(
+        f"Dask worker {where} cannot import '{module}' to run node '{node.name}': "
+        f"{fix}."
+    )
+
+
 def _pickled_inputs(catalog: CatalogProtocol, names: list[str]) -> dict[str, bytes]:
-    """The in-memory pipeline inputs (parameters, fed data), loaded and pickled."""
+    """The in-memory pipeline inputs (parameters, fed data), loaded and pickled.
+
+    Loaded from the datasets directly: the catalog's "Loading data from ..." line
+    is logged by each node that loads them, as with ``SequentialRunner``.
+    """
     pickled = {}
     for name in names:
         try:
-            pickled[name] = cloudpickle.dumps(catalog.load(name))
+            pickled[name] = cloudpickle.dumps(catalog[name].load())
         except Exception as exc:
             raise UnpicklableError(
                 f"Pipeline input '{name}' cannot be pickled for a Dask worker: {exc}"
@@ -370,7 +429,10 @@ def _package_name() -> str | None:
 
 
 def _pickled_run_context(
-    hook_manager: PluginManager | None, run_id: str | None, is_async: bool
+    hook_manager: PluginManager | None,
+    run_id: str | None,
+    is_async: bool,
+    logs: LogSettings | None,
 ) -> bytes:
     """Pack what every node of the run needs, leaving out hooks that can't travel."""
     plugins = []
@@ -390,6 +452,7 @@ def _pickled_run_context(
         is_async=is_async,
         package_name=_package_name(),
         hook_plugins=cloudpickle.dumps(plugins),
+        logs=logs,
     )
     return cloudpickle.dumps(context)
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-import logging
 import sys
 import zipfile
 from collections.abc import Iterator
@@ -20,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import cloudpickle
-from distributed.diagnostics.plugin import ForwardLoggingPlugin, WorkerPlugin
+from distributed.diagnostics.plugin import WorkerPlugin
 
 
 @contextlib.contextmanager
@@ -94,44 +93,7 @@ def _zip_package(package_dir: Path) -> bytes:
     return buffer.getvalue()
 
 
-class ForwardLogs(ForwardLoggingPlugin):
-    """Sends records of ``logger_name`` (and below) from the workers to the client.
-
-    Unlike ``Client.forward_logging`` it also lowers the worker-side logger's
-    level when needed, so records at ``level`` are handled at all.
-    """
-
-    def setup(self, worker: Any) -> None:
-        _settle_kedro_logging(self.logger_name)
-        target = logging.getLogger(self.logger_name)
-        if target.getEffectiveLevel() > self.level:
-            target.setLevel(self.level)
-        super().setup(worker)
-
-
-def _settle_kedro_logging(package_name: str | None) -> None:
-    """Let Kedro configure logging on this worker now, before a handler is added.
-
-    Importing ``kedro.framework.project`` applies the logging configuration, and
-    ``configure_project`` adds the project's logger to it and applies it again,
-    both with ``logging.config.dictConfig``, which removes the handlers of every
-    logger it configures. Done first, neither happens after the forwarding
-    handler is attached (the first node on a new worker would otherwise do it).
-    """
-    try:
-        from kedro.framework.project import LOGGING
-    except ImportError:  # no Kedro on this worker: nothing will reconfigure logging
-        return
-    if package_name:
-        LOGGING.set_project_logging(package_name)
-
-
-def emit_forwarded_record(event: tuple[float, dict[str, Any]]) -> None:
-    """Log a record forwarded by ``ForwardLogs`` in the driver, naming its worker."""
-    _, attributes = event
-    record = logging.makeLogRecord(attributes)
-    record.msg = f"[worker {getattr(record, 'worker', '?')}] {record.msg}"
-    record.markup = False  # the brackets are text, not rich markup
-    logger = logging.getLogger(record.name)
-    if logger.isEnabledFor(record.levelno):
-        logger.handle(record)
+def erred_on(dask_scheduler: Any, key: Any) -> list[str]:
+    """The workers on which the task ``key`` failed (run on the scheduler)."""
+    task = dask_scheduler.tasks.get(key)
+    return sorted(getattr(task, "erred_on", None) or ())

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import DaskRunnerError
-from .plugins import ForwardLogs, ShipCode, by_value, emit_forwarded_record
+from .plugins import ShipCode, by_value
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -38,9 +38,9 @@ class RunOptions:
     Attributes:
         progress: Show a live progress display (nodes done / running / failed of
             N). ``None``: when the console is a terminal.
-        forward_logs: Log in the driver what nodes log on the workers, marked with
-            the worker. ``None``: unless the workers are the runner's own local
-            processes, whose output already reaches this console.
+        forward_logs: Show in the driver's console what nodes log on the workers
+            (``node_logs``), node by node, as ``SequentialRunner`` shows it.
+            ``False``: the workers' own logging handles it. ``None``: on.
         ship_code: Send the project package to the workers at the start of the run.
             ``None``: unless the workers are the runner's own local processes.
         performance_report: Write Dask's HTML performance report of the run here.
@@ -125,8 +125,6 @@ def run_services(
             remote if options.ship_code is None else options.ship_code
         ):
             stack.enter_context(_ship_code(client, package_name, token))
-        if remote if options.forward_logs is None else options.forward_logs:
-            stack.enter_context(_forward_logs(client, package_name, token))
         if options.performance_report:
             stack.enter_context(_performance_report(client, options.performance_report))
         yield
@@ -151,24 +149,6 @@ def _ship_code(client: Client, package_name: str, token: str) -> Iterator[None]:
         # Also when the run failed; the scheduler may be gone by then.
         with suppress(Exception):
             client.unregister_worker_plugin(name)
-
-
-@contextmanager
-def _forward_logs(
-    client: Client, package_name: str | None, token: str
-) -> Iterator[None]:
-    """Forward the project's loggers (all loggers outside a project) at INFO."""
-    topic = f"kedro-logs-{token}"
-    with by_value():
-        client.register_plugin(
-            ForwardLogs(package_name, logging.INFO, topic), name=topic
-        )
-    client.subscribe_topic(topic, emit_forwarded_record)
-    try:
-        yield
-    finally:
-        client.unsubscribe_topic(topic)
-        client.unregister_worker_plugin(topic)
 
 
 @contextmanager

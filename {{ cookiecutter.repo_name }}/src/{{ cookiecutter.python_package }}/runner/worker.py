@@ -25,8 +25,9 @@ from typing import TYPE_CHECKING, Any
 
 from kedro.framework.hooks.manager import _create_hook_manager
 from kedro.io import DataCatalog, MemoryDataset
-from kedro.io.memory_dataset import _copy_with_mode
 from kedro.runner.task import Task
+
+from .node_logs import LogSettings, collect
 
 if TYPE_CHECKING:
     from kedro.io import AbstractDataset
@@ -49,6 +50,10 @@ NODE_HOOK_NAMES = frozenset(
 )
 
 
+NODE_NOTE = "Raised by Kedro node"
+"""How the note on an exception raised by a node on a worker begins."""
+
+
 class RunContext:
     """What all nodes of one run share on a worker.
 
@@ -58,6 +63,8 @@ class RunContext:
         package_name: The Kedro project package to configure on the worker
             (``None`` when the pipeline runs outside a Kedro project).
         hook_plugins: Pickled node and dataset hook implementations of the driver.
+        logs: Where node log records go: to the driver (see ``node_logs``), or,
+            when ``None``, to the worker's own logging.
     """
 
     def __init__(
@@ -66,11 +73,13 @@ class RunContext:
         is_async: bool,
         package_name: str | None,
         hook_plugins: bytes,
+        logs: LogSettings | None = None,
     ):
         self.run_id = run_id
         self.is_async = is_async
         self.package_name = package_name
         self._hook_plugins = hook_plugins
+        self.logs = logs
         self._hook_manager: PluginManager | None = None
 
     def __getstate__(self) -> dict[str, Any]:
@@ -137,21 +146,17 @@ class _NodeCatalog(DataCatalog):
         """Deferred to the driver; see the class docstring."""
 
 
-class _ReceivedDataset(MemoryDataset):
-    """An in-memory input Dask delivered to this worker.
+def received_dataset(data: Any, copy_mode: str | None) -> MemoryDataset:
+    """A ``MemoryDataset`` holding an in-memory input Dask delivered to this worker.
 
     Dask already holds the object, so it is not copied when stored; it is copied
     on load according to the dataset's ``copy_mode``, as ``MemoryDataset`` does,
-    so a node that mutates its input cannot change what other consumers see.
+    so a node that mutates its input cannot change what other consumers see. The
+    mode is settled here (see ``copy_mode_of``) so loading skips Kedro's guess.
     """
-
-    def __init__(self, data: Any, copy_mode: str | None):
-        super().__init__(copy_mode=copy_mode)  # type: ignore[arg-type]
-        self._data = data
-
-    def load(self) -> Any:
-        copy_mode = self._copy_mode or copy_mode_of(self._data)
-        return _copy_with_mode(self._data, copy_mode=copy_mode)
+    dataset = MemoryDataset(copy_mode=copy_mode or copy_mode_of(data))  # type: ignore[arg-type]
+    dataset._data = data
+    return dataset
 
 
 def copy_mode_of(data: Any) -> str:
@@ -218,17 +223,17 @@ class NodeTask:
         """
         catalog = self._catalog(inputs)
         try:
-            Task(
-                node=self.node,
-                catalog=catalog,
-                hook_manager=context.hook_manager,
-                is_async=context.is_async,
-                run_id=context.run_id,
-            ).execute()
+            with collect(context.logs, self.node.name):
+                Task(
+                    node=self.node,
+                    catalog=catalog,
+                    hook_manager=context.hook_manager,
+                    is_async=context.is_async,
+                    run_id=context.run_id,
+                ).execute()
         except Exception as exc:
             exc.add_note(
-                f"Raised by Kedro node '{self.node.name}' on Dask worker "
-                f"{_worker_address()}."
+                f"{NODE_NOTE} '{self.node.name}' on Dask worker {_worker_address()}."
             )
             raise
         outputs = {name: catalog[name].load() for name in self.memory_outputs}
@@ -239,7 +244,7 @@ class NodeTask:
     def _catalog(self, inputs: Sequence[Any]) -> _NodeCatalog:
         datasets: dict[str, AbstractDataset] = dict(self.datasets)
         for (name, copy_mode), value in zip(self.memory_inputs, inputs, strict=True):
-            datasets[name] = _ReceivedDataset(value, copy_mode)
+            datasets[name] = received_dataset(value, copy_mode)
         for name in self.memory_outputs:
             datasets[name] = MemoryDataset(copy_mode="assign")
         catalog = _NodeCatalog(datasets=datasets)

@@ -1,0 +1,215 @@
+"""What nodes log on the workers, shown by the driver as ``SequentialRunner`` would.
+
+A node run writes a few log records: Kedro's "Loading data from ...", "Running
+node: ...", "Saving data to ..." and whatever the node logs itself. Rendering one
+with the project's rich console handler costs a millisecond or two, more than the
+Dask task that runs a small node, and a worker's console is not where the user
+looks. So on a worker the records of the loggers a node run writes to (``kedro``
+and the project package) are only collected, not handled, and sent to the driver
+in one event when the node ends (``collect``). The driver hands them to its own
+loggers, configured by the project's ``conf/logging.yml``, right before it logs
+the node as completed (``NodeLogs``): the console reads as ``SequentialRunner``'s.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+_SIMPLE = (str, int, float, bool, type(None))
+# Attributes of a record that Kedro's RichHandler reads, beyond the standard ones.
+_EXTRAS = ("rich_format", "markup")
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    """How a run's workers treat node log records.
+
+    Attributes:
+        topic: The Dask event topic the records of the run are sent on.
+        levels: The driver's level of each logger to collect, so that a worker
+            creates no record the driver would drop.
+    """
+
+    topic: str
+    levels: tuple[tuple[str, int], ...]
+
+    @classmethod
+    def of_driver(cls, topic: str, package_name: str | None) -> LogSettings:
+        names = ["kedro", *([package_name] if package_name else [])]
+        return cls(
+            topic, tuple((n, logging.getLogger(n).getEffectiveLevel()) for n in names)
+        )
+
+
+class _Collector(logging.Handler):
+    """Keeps the records a node task writes in its thread; passes others on.
+
+    Installed once per worker process on each collected logger, which then no
+    longer propagates: outside a node task (another thread of the worker, or
+    Kedro's asynchronous loading threads) its records go to the root logger's
+    handlers as before.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.local = threading.local()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        records = getattr(self.local, "records", None)
+        if records is None:
+            logging.getLogger().handle(record)
+        else:
+            records.append(_as_dict(record))
+
+
+_COLLECTOR = _Collector()
+_install_lock = threading.Lock()
+
+
+def _install(levels: tuple[tuple[str, int], ...]) -> None:
+    with _install_lock:
+        for name, level in levels:
+            logger = logging.getLogger(name)
+            logger.setLevel(level)
+            logger.propagate = False
+            if _COLLECTOR not in logger.handlers:
+                logger.addHandler(_COLLECTOR)
+
+
+@contextmanager
+def collect(settings: LogSettings | None, node_name: str) -> Iterator[None]:
+    """Collect what the current thread logs while running ``node_name`` and send
+    it to the driver at the end, whether the node succeeded or not."""
+    if settings is None:
+        yield
+        return
+    _install(settings.levels)
+    records: list[dict[str, Any]] = []
+    _COLLECTOR.local.records = records
+    try:
+        yield
+    finally:
+        _COLLECTOR.local.records = None
+        if records:
+            _send(settings.topic, {"node": node_name, "records": records})
+
+
+def _send(topic: str, event: dict[str, Any]) -> None:
+    from distributed import get_worker
+
+    try:
+        worker = get_worker()
+    except ValueError:  # not on a worker (e.g. a unit test): handle them here
+        for attributes in event["records"]:
+            emit(attributes)
+        return
+    for attributes in event["records"]:
+        attributes["worker"] = worker.address
+    worker.log_event(topic, event)
+
+
+def _as_dict(record: logging.LogRecord) -> dict[str, Any]:
+    """A record as plain data that Dask's messages carry."""
+    attributes = {
+        key: getattr(record, key)
+        for key in (
+            "name",
+            "levelno",
+            "levelname",
+            "pathname",
+            "filename",
+            "module",
+            "lineno",
+            "funcName",
+            "created",
+            "msecs",
+            "threadName",
+            "processName",
+        )
+    }
+    args = record.args
+    if isinstance(args, tuple) and all(isinstance(a, _SIMPLE) for a in args):
+        attributes["msg"], attributes["args"] = str(record.msg), list(args)
+    else:  # objects the driver may not be able to rebuild: send the text
+        attributes["msg"], attributes["args"] = record.getMessage(), None
+    if record.exc_info and not record.exc_text:
+        record.exc_text = logging.Formatter().formatException(record.exc_info)
+    attributes["exc_text"] = record.exc_text
+    for key in _EXTRAS:
+        if hasattr(record, key):
+            attributes[key] = getattr(record, key)
+    return attributes
+
+
+def emit(attributes: Mapping[str, Any]) -> None:
+    """Handle a collected record with this process's loggers."""
+    record = logging.makeLogRecord(dict(attributes))
+    # Dask's messages turn lists into tuples; logging wants tuple args, Kedro's
+    # RichHandler a list of styles.
+    if record.args is not None:
+        record.args = tuple(record.args)
+    if hasattr(record, "rich_format"):
+        record.rich_format = list(record.rich_format)
+    logger = logging.getLogger(record.name)
+    if logger.isEnabledFor(record.levelno):
+        logger.handle(record)
+
+
+class NodeLogs:
+    """The driver's side: receives the records of a run's nodes and emits each
+    node's just before the runner reports that node done or failed.
+
+    Events arrive on the client's event loop thread; they are emitted on the
+    thread following the run, so a node's lines come out in order and never
+    interleave with another node's.
+    """
+
+    def __init__(self, client: Client, settings: LogSettings | None):
+        self._client = client
+        self.settings = settings
+        self._arrived: queue.SimpleQueue[tuple[float, dict[str, Any]]] = (
+            queue.SimpleQueue()
+        )
+        self._pending: dict[str, list[dict[str, Any]]] = {}
+
+    def __enter__(self) -> NodeLogs:
+        if self.settings is not None:
+            self._client.subscribe_topic(self.settings.topic, self._arrived.put)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.settings is None:
+            return
+        try:
+            self._client.unsubscribe_topic(self.settings.topic)
+        finally:
+            self.emit_all()
+
+    def emit(self, node_name: str) -> None:
+        """Emit what ``node_name`` logged."""
+        self._take_arrived()
+        for attributes in self._pending.pop(node_name, ()):
+            emit(attributes)
+
+    def emit_all(self) -> None:
+        """Emit whatever has arrived, e.g. the nodes of a run that failed."""
+        self._take_arrived()
+        for node_name in list(self._pending):
+            self.emit(node_name)
+
+    def _take_arrived(self) -> None:
+        while True:
+            try:
+                _, event = self._arrived.get_nowait()
+            except queue.Empty:
+                return
+            self._pending.setdefault(event["node"], []).extend(event["records"])

@@ -1,0 +1,109 @@
+"""``node_logs``: what nodes log on the workers is collected there and shown by
+the driver, node by node, as ``SequentialRunner`` shows it."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import kedro.framework.project
+import pytest
+from kedro.io import DataCatalog, MemoryDataset
+from kedro.pipeline import Pipeline, node
+from kedro.runner import SequentialRunner
+
+from {{ cookiecutter.python_package }}.runner import DaskRunner
+from {{ cookiecutter.python_package }}.runner.node_logs import LogSettings, collect
+
+PACKAGE = "{{ cookiecutter.python_package }}"
+NODE_LOGGER = f"{PACKAGE}.pipelines.logging_test"  # a node module's logger
+
+
+def shout(value: int) -> int:
+    logging.getLogger(NODE_LOGGER).info("node got %d", value)
+    return value * 2
+
+
+def whisper(value: int) -> int:
+    logging.getLogger(NODE_LOGGER).debug("below the driver's level: %d", value)
+    logging.getLogger(NODE_LOGGER).warning("node warns about %s", {"v": value})
+    return value + 1
+
+
+def _pipeline() -> Pipeline:
+    return Pipeline(
+        [
+            node(shout, "start", "middle", name="shout_node"),
+            node(whisper, "middle", "end", name="whisper_node"),
+            node(shout, "end", "last", name="shout_again_node"),
+        ]
+    )
+
+
+def _messages(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [record.getMessage() for record in caplog.records]
+
+
+@pytest.fixture
+def in_project(monkeypatch):
+    """The run belongs to this project, as under ``kedro run``: its package's
+    loggers are the nodes' loggers."""
+    monkeypatch.setattr(kedro.framework.project, "PACKAGE_NAME", PACKAGE)
+
+
+def test_driver_shows_node_lines_as_sequential_runner(
+    client_args, worker_addresses, caplog, in_project
+):
+    with caplog.at_level(logging.INFO):
+        SequentialRunner().run(_pipeline(), DataCatalog({"start": MemoryDataset(1)}))
+    node_lines = re.compile(r"^(Loading data|Running node|Saving data|node )")
+    expected = [m for m in _messages(caplog) if node_lines.match(m)]
+    caplog.clear()
+
+    with caplog.at_level(logging.INFO):
+        DaskRunner(client_args=client_args, fuse_chains=False).run(
+            _pipeline(), DataCatalog({"start": MemoryDataset(1)})
+        )
+    shown = [m for m in _messages(caplog) if node_lines.match(m)]
+    assert shown == expected  # same lines, same order: the pipeline is a chain
+    assert "node warns about {'v': 2}" in shown
+    assert not any("below the driver's level" in m for m in _messages(caplog))
+
+    # Each node's lines come before the runner reports it completed, and carry
+    # the worker that ran it.
+    messages = _messages(caplog)
+    for name, line in (("shout_node", "node got 1"), ("whisper_node", "node warns")):
+        at = next(i for i, m in enumerate(messages) if m.startswith(line))
+        done = messages.index(f"Completed node: {name}")
+        assert at < done
+    from_workers = [r for r in caplog.records if r.name == NODE_LOGGER]
+    assert {r.worker for r in from_workers} <= worker_addresses
+    assert all(r.name == NODE_LOGGER for r in from_workers)
+
+
+def test_forward_logs_off_leaves_records_to_the_workers(
+    client_args, caplog, in_project
+):
+    with caplog.at_level(logging.INFO):
+        DaskRunner(client_args=client_args, forward_logs=False).run(
+            _pipeline(), DataCatalog({"start": MemoryDataset(1)})
+        )
+    assert "Completed node: shout_node" in _messages(caplog)
+    assert not any(m.startswith("node got") for m in _messages(caplog))
+
+
+def test_collect_off_a_worker_hands_records_to_local_logging(caplog):
+    """Outside a Dask worker (here, a unit test) collected records are handled by
+    this process's loggers when the node ends, with their arguments and the
+    attributes Kedro's rich handler reads."""
+    settings = LogSettings.of_driver("unused-topic", PACKAGE)
+    logger = logging.getLogger(NODE_LOGGER)
+    with caplog.at_level(logging.INFO), collect(settings, "a_node"):
+        logger.info(
+            "loading %s (%s)", "ds", "MemoryDataset", extra={"rich_format": ["red"]}
+        )
+        assert not caplog.records  # held until the node ends
+    [record] = caplog.records
+    assert record.getMessage() == "loading ds (MemoryDataset)"
+    assert record.args == ("ds", "MemoryDataset")
+    assert record.rich_format == ["red"]

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 
 import dask.config
+import psutil
 import pytest
 from distributed import Client, LocalCluster
 from distributed.core import Status
@@ -22,6 +25,16 @@ LOCALHOST_TCP = "tcp://127.0.0.1:"
 
 def square(x: int) -> int:
     return x * x
+
+
+def busy(seconds: float) -> int:
+    """Like most node code, cannot be interrupted by Dask once running."""
+    time.sleep(seconds)
+    return 0
+
+
+def sigint_ignored() -> bool:
+    return signal.getsignal(signal.SIGINT) is signal.SIG_IGN
 
 
 # --------------------------------------------------------------------------- #
@@ -115,6 +128,40 @@ def test_local_cluster_options_start_a_cluster_on_localhost_only():
 
     assert client.status == "closed"
     assert local_cluster.status == Status.closed
+
+
+def test_ctrl_c_closes_the_local_cluster_without_waiting_for_its_nodes():
+    """Ctrl-C reaches the worker processes too (one process group): they leave it
+    to the driver, which kills them at once rather than after Dask's 4 s."""
+    cluster = DaskCluster(
+        {
+            "n_workers": 1,
+            "threads_per_worker": 1,
+            "processes": True,
+            "dashboard_address": "127.0.0.1:0",
+            "timeout": 30,
+        }
+    )
+
+    with pytest.raises(KeyboardInterrupt), cluster.connect() as client:
+        local_cluster = client.cluster
+        assert all(client.run(sigint_ignored).values())
+        worker_pids = list(client.run(os.getpid).values())
+        future = client.submit(busy, 60, pure=False)
+        deadline = time.monotonic() + 30
+        while not any(client.processing().values()):
+            assert time.monotonic() < deadline, "the task never started"
+            time.sleep(0.05)
+        time.sleep(0.2)  # the worker thread is in time.sleep
+        start = time.monotonic()
+        raise KeyboardInterrupt
+    elapsed = time.monotonic() - start
+
+    assert future.status != "finished"
+    assert client.status == "closed"
+    assert local_cluster.status == Status.closed
+    assert elapsed < 3, f"closed {elapsed:.1f} s after the interrupt"
+    assert not [pid for pid in worker_pids if psutil.pid_exists(pid)]
 
 
 def test_in_process_local_cluster_starts():

@@ -8,10 +8,11 @@ nothing about Kedro pipelines: submitting work is the runner's job.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 import dask.config
@@ -27,6 +28,10 @@ DEFAULT_CONNECT_TIMEOUT = 10
 
 DEFAULT_WORKER_WAIT = 60
 """Seconds a run waits for its first worker (``client_args.worker_wait``)."""
+
+INTERRUPTED_CLOSE_TIMEOUT = 1.0
+"""Seconds the client and the workers of a LocalCluster started by the runner get
+to close after Ctrl-C; a worker process still busy with a node is then killed."""
 
 # Options that describe how to reach a scheduler, or how the client behaves.
 _CLIENT_OPTIONS = frozenset(
@@ -57,6 +62,32 @@ _LOCAL_CLUSTER_OPTIONS = (
     - (_CLIENT_OPTIONS - {"name"})
 )
 _LOCALHOST = "127.0.0.1"
+# Messages Dask logs whenever a worker is closed while a node runs: expected when
+# the run is interrupted, and noise then.
+_CLOSING_NOISE = (
+    "ended with CancelledError",  # the worker's in-flight task
+    "Worker process still alive after",  # the nanny then kills the worker process
+)
+_CLOSING_LOGGERS = ("distributed.worker.state_machine", "distributed.nanny")
+# Worker preload (the text of a script, run in each worker process of a LocalCluster
+# the runner starts). Those processes share the driver's process group, so Ctrl-C
+# in a terminal signalled them too: each died of its own KeyboardInterrupt, with
+# tracebacks and heartbeat errors, racing the driver, which is the one that cancels
+# the run and closes them (``_close_interrupted``).
+_WORKER_PRELOAD = f"""\
+import logging, signal, threading
+
+
+class _ClosingNoise(logging.Filter):
+    def filter(self, record):
+        return not any(part in record.getMessage() for part in {_CLOSING_NOISE!r})
+
+
+def dask_setup(worker):
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's
+    logging.getLogger({_CLOSING_LOGGERS[0]!r}).addFilter(_ClosingNoise())
+"""
 
 _NUMBER = (int, float)
 _DURATION = (int, float, str)  # seconds, or a Dask duration such as "30s"
@@ -219,7 +250,8 @@ class DaskCluster:
     A LocalCluster the runner starts listens on 127.0.0.1 only, dashboard included,
     unless ``host``/``dashboard_address`` say otherwise. The client and cluster
     opened by ``connect`` are closed when its block ends, whether the run
-    succeeded or failed.
+    succeeded or failed; on Ctrl-C, a LocalCluster's workers are stopped at once,
+    without waiting for the nodes they run.
     """
 
     def __init__(self, client_args: Mapping[str, Any] | None = None):
@@ -296,7 +328,7 @@ class DaskCluster:
         cluster_class = load_obj(cluster["class"])
         kwargs = dict(cluster.get("kwargs") or {})
         if isinstance(cluster_class, type) and issubclass(cluster_class, LocalCluster):
-            kwargs = _loopback_only(kwargs)
+            kwargs = _local_worker_processes(_loopback_only(kwargs))
         if "security" in client_kwargs:
             kwargs.setdefault("security", client_kwargs["security"])
         with self._own(
@@ -307,7 +339,7 @@ class DaskCluster:
     @contextmanager
     def _local_cluster(self, **options: Any) -> Iterator[Client]:
         client_kwargs = {"timeout": options.pop("timeout", DEFAULT_CONNECT_TIMEOUT)}
-        cluster = LocalCluster(**_loopback_only(options))
+        cluster = LocalCluster(**_local_worker_processes(_loopback_only(options)))
         with self._own(cluster, None, client_kwargs) as client:
             yield client
 
@@ -330,6 +362,9 @@ class DaskCluster:
                     client.dashboard_link,
                 )
                 yield client
+            except KeyboardInterrupt:
+                _close_interrupted(client, cluster)
+                raise
             finally:
                 client.close()
         finally:
@@ -344,6 +379,66 @@ def _loopback_only(options: dict[str, Any]) -> dict[str, Any]:
         options.setdefault("host", _LOCALHOST)
     options.setdefault("dashboard_address", f"{_LOCALHOST}:8787")
     return options
+
+
+def _local_worker_processes(options: dict[str, Any]) -> dict[str, Any]:
+    """LocalCluster options whose worker processes leave Ctrl-C to the driver."""
+    if not options.get("processes", True):
+        return options  # thread-only: the workers live in the driver
+    preload = options.get("preload") or []
+    preload = [preload] if isinstance(preload, str) else list(preload)
+    return {**options, "preload": [*preload, _WORKER_PRELOAD]}
+
+
+def _close_interrupted(client: Client, cluster: Any) -> None:
+    """Close, after Ctrl-C, the client and a LocalCluster's workers within about
+    ``INTERRUPTED_CLOSE_TIMEOUT`` s, without waiting for the nodes they run.
+
+    The client goes first, so that nothing reports the workers' departure to it.
+    Left to ``LocalCluster.close``, each nanny would wait 4 s for its worker to
+    finish the node it runs (Dask cannot interrupt a running thread) before
+    killing it; here it waits less than ``INTERRUPTED_CLOSE_TIMEOUT``.
+    """
+    timeout = INTERRUPTED_CLOSE_TIMEOUT
+    with suppress(Exception):
+        client.close(timeout=timeout)
+    if not isinstance(cluster, LocalCluster):
+        return  # e.g. batch jobs: their own close cancels them
+    workers = list(cluster.workers.values())
+    logger.info("Interrupted: stopping the %d Dask workers of the run", len(workers))
+    quiet = _DropMessages(_CLOSING_NOISE)
+    loggers = [logging.getLogger(name) for name in _CLOSING_LOGGERS]
+    for closing_logger in loggers:
+        closing_logger.addFilter(quiet)
+    try:
+        with suppress(Exception):
+            cluster.sync(_stop_workers, workers, timeout, callback_timeout=3 * timeout)
+    finally:
+        for closing_logger in loggers:
+            closing_logger.removeFilter(quiet)
+
+
+class _DropMessages(logging.Filter):
+    def __init__(self, fragments: tuple[str, ...]):
+        super().__init__()
+        self._fragments = fragments
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(fragment in message for fragment in self._fragments)
+
+
+async def _stop_workers(workers: list[Any], timeout: float) -> None:
+    reason = "kedro-run-interrupted"
+    await asyncio.gather(
+        *(
+            worker.close(timeout=timeout, reason=reason)
+            if isinstance(worker, Nanny)
+            else worker.close(timeout=timeout, executor_wait=False, reason=reason)
+            for worker in workers
+        ),
+        return_exceptions=True,
+    )
 
 
 def _check_encryption(address: str, security: Any) -> None:

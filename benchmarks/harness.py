@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import io
 import os
 import platform
+import shutil
+import signal
 import socket
 import subprocess
 import sys
+import tarfile
 import tempfile
 import threading
 import time
@@ -36,6 +40,12 @@ RUNNERS = (SEQUENTIAL, THREAD, PARALLEL, DASK_LOCAL, DASK_WARM)
 LOCAL_ONLY = "LocalCluster start/stop only"  # W4 reference, not a runner
 LOCAL_CLUSTER_ARGS = {"n_workers": 2, "threads_per_worker": 1}
 POOL_WORKERS = 2  # ThreadRunner / ParallelRunner max_workers, like 2 Dask workers
+CONSOLE_COLUMNS = "120"  # terminal width of the as-shipped processes (no tty)
+
+# The environment the benchmark was started with, before ``run.py`` adds its
+# quiet logging settings: the as-shipped processes start from it.
+ORIGINAL_ENV = dict(os.environ)
+_NOT_A_USERS = ("PYTHONPATH", "KEDRO_LOGGING_CONFIG", "KEDRO_ENV")
 
 
 # --------------------------------------------------------------------------- #
@@ -53,6 +63,28 @@ def quiet_environment() -> dict[str, str]:
     }
 
 
+def user_environment(python_path: list[str] | None = None) -> dict[str, str]:
+    """Environment of an as-shipped process, as a user's shell would give it.
+
+    The benchmark's own logging settings (``KEDRO_LOGGING_CONFIG``, the quiet
+    worker preload) and every ``DASK_*`` variable are left out, so Kedro finds
+    the project's ``conf/logging.yml`` from the working directory and Dask runs
+    with its default configuration. Telemetry is off, the console is 120
+    columns wide (rich wraps log lines at that width; no process has a tty).
+    """
+    env = {
+        k: v
+        for k, v in ORIGINAL_ENV.items()
+        if k not in _NOT_A_USERS and not k.startswith("DASK_")
+    }
+    env.update(
+        KEDRO_DISABLE_TELEMETRY="true", DO_NOT_TRACK="1", COLUMNS=CONSOLE_COLUMNS
+    )
+    if python_path:
+        env["PYTHONPATH"] = os.pathsep.join(python_path)
+    return env
+
+
 @dataclass
 class Environment:
     project_dir: Path
@@ -60,19 +92,47 @@ class Environment:
     logging_levels: dict[str, str]
     tmp_dir: Path
     source: dict[str, Any]
+    starter_dir: Path = REPO_ROOT
 
 
-def prepare_environment() -> Environment:
+def starter_snapshot(ref: str, dest: Path) -> Path:
+    """The starter as committed at git ``ref``, extracted into ``dest``
+    (``git archive``: the working tree, where others may be editing, is not
+    touched)."""
+    archive = subprocess.run(
+        ["git", "archive", "--format=tar", ref],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    dest.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(dest, filter="data")
+    return dest
+
+
+def prepare_environment(starter_ref: str | None = None) -> Environment:
     """Render the starter, make its runner package and the workloads importable
-    here and in every process started from here, and quiet the logging."""
+    here and in every process started from here, and quiet the logging.
+
+    Args:
+        starter_ref: Render the starter as committed at this git ref instead of
+            the working tree (the default: whatever the runner is right now).
+    """
     os.environ.update(quiet_environment())
     from cookiecutter.main import cookiecutter
 
     tmp_dir = Path(tempfile.mkdtemp(prefix="kedro-dask-bench-"))
-    source = runner_source()
+    if starter_ref:
+        starter_dir = starter_snapshot(starter_ref, tmp_dir / "starter")
+        source = runner_source(starter_ref)
+    else:
+        starter_dir = REPO_ROOT
+        source = runner_source()
     project_dir = Path(
         cookiecutter(
-            str(REPO_ROOT),
+            str(starter_dir),
             no_input=True,
             extra_context={"project_name": PROJECT_NAME},
             output_dir=str(tmp_dir),
@@ -94,7 +154,7 @@ def prepare_environment() -> Environment:
 
     levels = quiet_logging.apply()
     source["dask_runner_options"] = dask_options()
-    return Environment(project_dir, python_path, levels, tmp_dir, source)
+    return Environment(project_dir, python_path, levels, tmp_dir, source, starter_dir)
 
 
 def machine_facts() -> dict[str, Any]:
@@ -142,25 +202,54 @@ class WarmCluster:
     them, and the worker processes the nannies started, by pid. The scheduler
     gets no project on its path (a plain scheduler runs any project); the
     workers get ``PYTHONPATH`` with the project and the workloads.
+
+    Args:
+        n_workers: Number of ``dask worker --nthreads 1`` processes.
+        log_dir: Where each process's output goes (``<name>.log``), and the
+            workers' scratch space.
+        worker_cwd: The workers' working directory (default ``log_dir``); the
+            project root for workers started as the README says, where Kedro
+            finds ``conf/logging.yml``.
+        scheduler_env, worker_env: The processes' environments (default: this
+            process's, without ``PYTHONPATH`` for the scheduler).
+        quiet: Set the benchmark's quiet levels on the workers once they are up
+            (``quiet_logging.apply``), on top of the preload they get from the
+            benchmark's environment.
     """
 
-    def __init__(self, n_workers: int, log_dir: Path, timeout: float = 90):
+    def __init__(
+        self,
+        n_workers: int,
+        log_dir: Path,
+        timeout: float = 90,
+        *,
+        worker_cwd: Path | None = None,
+        scheduler_env: dict[str, str] | None = None,
+        worker_env: dict[str, str] | None = None,
+        quiet: bool = True,
+    ):
         self.n_workers = n_workers
         self.log_dir = log_dir
         self.timeout = timeout
+        self.worker_cwd = worker_cwd or log_dir
+        self.scheduler_env = scheduler_env
+        self.worker_env = worker_env
+        self.quiet = quiet
         self.address = ""
         self.client = None
         self.worker_pids: dict[str, int] = {}
         self._procs: list[subprocess.Popen] = []
         self._logs: list[Any] = []
 
-    def _spawn(self, args: list[str], name: str, env: dict[str, str]) -> None:
+    def _spawn(
+        self, args: list[str], name: str, env: dict[str, str], cwd: Path
+    ) -> None:
         log = (self.log_dir / f"{name}.log").open("w")
         self._logs.append(log)
         self._procs.append(
             subprocess.Popen(
                 [sys.executable, "-m", "dask", *args],
-                cwd=self.log_dir,
+                cwd=cwd,
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -168,11 +257,18 @@ class WarmCluster:
             )
         )
 
+    @property
+    def worker_logs(self) -> list[Path]:
+        """The files the workers' (and their nannies') output goes to."""
+        return [self.log_dir / f"worker-{i}.log" for i in range(1, self.n_workers + 1)]
+
     def start(self) -> WarmCluster:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         port = free_port()
         self.address = f"tcp://127.0.0.1:{port}"
-        scheduler_env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        scheduler_env = self.scheduler_env or {
+            k: v for k, v in os.environ.items() if k != "PYTHONPATH"
+        }
         self._spawn(
             [
                 "scheduler",
@@ -187,6 +283,7 @@ class WarmCluster:
             ],
             "scheduler",
             scheduler_env,
+            self.log_dir,
         )
         deadline = time.monotonic() + self.timeout
         while True:
@@ -215,13 +312,15 @@ class WarmCluster:
                     "120",
                 ],
                 f"worker-{i}",
-                dict(os.environ),
+                self.worker_env or dict(os.environ),
+                self.worker_cwd,
             )
         client = self.control()
         client.wait_for_workers(self.n_workers, timeout=self.timeout)
-        import quiet_logging
+        if self.quiet:
+            import quiet_logging
 
-        client.run(quiet_logging.apply)
+            client.run(quiet_logging.apply)
         self.worker_pids = client.run(os.getpid)
         return self
 
@@ -441,12 +540,13 @@ def dask_options() -> dict[str, Any]:
     return {}
 
 
-def runner_source() -> dict[str, Any]:
+def runner_source(ref: str | None = None) -> dict[str, Any]:
     """Which DaskRunner was measured: the repository commit and whether the
-    template's runner had uncommitted changes when it was rendered."""
-    runner_dir = (
-        "{{ cookiecutter.repo_name }}/src/{{ cookiecutter.python_package }}/runner"
-    )
+    template's runner (and the rest of the template, ``conf/logging.yml``
+    included) had uncommitted changes when it was rendered; with ``ref``, the
+    commit the starter was extracted from, clean by construction."""
+    template_dir = "{{ cookiecutter.repo_name }}"
+    runner_dir = f"{template_dir}/src/{{{{ cookiecutter.python_package }}}}/runner"
 
     def git(*args: str) -> str:
         try:
@@ -461,10 +561,21 @@ def runner_source() -> dict[str, Any]:
         except (OSError, subprocess.SubprocessError):
             return ""
 
+    if ref:
+        return {
+            "commit": git("rev-parse", "--short", f"{ref}^{{commit}}") or ref,
+            "rendered_from": f"git archive {ref}",
+            "runner_uncommitted_changes": False,
+            "template_uncommitted_changes": False,
+        }
     return {
         "commit": git("rev-parse", "--short", "HEAD") or "unknown",
+        "rendered_from": "working tree",
         "runner_uncommitted_changes": bool(
             git("status", "--porcelain", "--", runner_dir)
+        ),
+        "template_uncommitted_changes": bool(
+            git("status", "--porcelain", "--", template_dir, "cookiecutter.json")
         ),
     }
 
@@ -621,9 +732,84 @@ def time_local_cluster_only() -> RunResult:
 
 
 @contextlib.contextmanager
-def warm_cluster(log_dir: Path, n_workers: int = 2) -> Iterator[WarmCluster]:
-    cluster = WarmCluster(n_workers, log_dir)
+def warm_cluster(
+    log_dir: Path, n_workers: int = 2, **options: Any
+) -> Iterator[WarmCluster]:
+    cluster = WarmCluster(n_workers, log_dir, **options)
     try:
         yield cluster.start()
     finally:
         cluster.stop()
+
+
+# --------------------------------------------------------------------------- #
+# Fresh processes
+# --------------------------------------------------------------------------- #
+@dataclass
+class ProcessRun:
+    seconds: float  # wall time from the start of the process to its exit
+    returncode: int
+    output: str  # stdout and stderr, interleaved, as a console would show them
+
+    @property
+    def lines(self) -> int:
+        return count_lines(self.output)
+
+    def describe(self, args: list[str]) -> str:
+        return (
+            f"$ {' '.join(map(str, args))}\nexit code {self.returncode} after "
+            f"{self.seconds:.1f} s\n{self.output[-4000:]}"
+        )
+
+
+def count_lines(text: str | bytes) -> int:
+    """Lines as a console shows them: newlines, plus an unterminated last line."""
+    newline = b"\n" if isinstance(text, bytes) else "\n"
+    return text.count(newline) + (1 if text and not text.endswith(newline) else 0)
+
+
+def kill_group(pid: int) -> None:
+    """SIGKILL the process group led by ``pid``, a process this benchmark started
+    with ``start_new_session=True`` (a LocalCluster's workers, say)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+def run_process(
+    args: list[str], cwd: Path, env: dict[str, str], timeout: float
+) -> ProcessRun:
+    """Run ``args`` as a fresh process without a tty, as a user's shell would
+    with its output piped: stdout and stderr together, stdin empty. Times it from
+    start to exit; whatever it leaves running is killed afterwards."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        [str(a) for a in args],
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        output, _ = proc.communicate(timeout=timeout)
+        seconds = time.perf_counter() - start
+    except subprocess.TimeoutExpired:
+        kill_group(proc.pid)
+        output, _ = proc.communicate(timeout=30)
+        raise RuntimeError(
+            f"timed out after {timeout} s: {' '.join(map(str, args))}\n"
+            f"{output.decode(errors='replace')[-4000:]}"
+        ) from None
+    finally:
+        kill_group(proc.pid)
+    return ProcessRun(seconds, proc.returncode, output.decode(errors="replace"))
+
+
+def kedro_command() -> list[str]:
+    """The ``kedro`` executable of this Python environment, as a user types it."""
+    candidate = Path(sys.executable).with_name("kedro")
+    if candidate.exists():
+        return [str(candidate)]
+    found = shutil.which("kedro")
+    return [found] if found else [sys.executable, "-m", "kedro"]

@@ -29,3 +29,18 @@ def apply() -> dict[str, str]:
 def dask_setup(worker=None) -> None:  # noqa: ANN001 - distributed's preload hook
     """Called by distributed when a worker loads this module as a preload."""
     apply()
+
+
+def describe() -> dict[str, object]:
+    """This process's logging as it stands: the effective level of each logger
+    the benchmark cares about, and the root logger's handlers (for the report:
+    the as-shipped processes must show the project's ``conf/logging.yml``)."""
+    return {
+        "levels": {
+            name: logging.getLevelName(logging.getLogger(name).getEffectiveLevel())
+            for name in LOGGERS
+        },
+        "root_handlers": sorted(
+            type(handler).__name__ for handler in logging.getLogger().handlers
+        ),
+    }

@@ -3,10 +3,15 @@
     python benchmarks/run.py                 # full size, 3 repetitions
     python benchmarks/run.py --quick         # tiny sizes, 1 repetition (tests)
     python benchmarks/run.py --repeats 5 --out /tmp/bench
+    python benchmarks/run.py --starter-ref HEAD   # the committed starter
 
-Writes ``results.md`` (tables), ``results.json`` (every timing) and
-``benchmark.png`` (chart) to ``--out`` (default ``benchmarks/results/``).
-See ``benchmarks/README.md`` for what each workload measures.
+Measures, in this order in the report: 1. the rendered project as shipped
+(its default logging on the driver and the workers: the quickstart demo and
+the embedded start-up in fresh processes, W1 on a warm cluster), 2. the tuned
+set-up (logging at WARNING everywhere, workloads W1-W4), 3. plain Dask on the
+W1 graph shapes (the floor). Writes ``results.md`` (tables), ``results.json``
+(every timing) and ``benchmark.png`` (chart) to ``--out`` (default
+``benchmarks/results/``). See ``benchmarks/README.md`` for what each part measures.
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ class Sizes:
     data_elements: int  # float64 items of one W3 intermediate
     single_run_max_nodes: int  # W1-scale sizes above this run once
     parallel_max_nodes: int  # ParallelRunner runs W1 / W1-scale up to this size
+    fresh_repeats: int  # as shipped: fresh processes of the demo and start-up
+    demo_warmup: bool  # as shipped: one untimed kedro run of each runner first
 
 
 FULL = Sizes(
@@ -46,6 +53,8 @@ FULL = Sizes(
     data_elements=25_000_000,  # 200 MB
     single_run_max_nodes=1_000,
     parallel_max_nodes=100,
+    fresh_repeats=5,
+    demo_warmup=True,
 )
 QUICK = Sizes(
     w1_nodes=10,
@@ -56,7 +65,10 @@ QUICK = Sizes(
     data_elements=125_000,  # 1 MB
     single_run_max_nodes=20,
     parallel_max_nodes=10,
+    fresh_repeats=1,
+    demo_warmup=False,
 )
+PARTS = ("as-shipped", "tuned")
 
 
 @dataclass
@@ -83,15 +95,42 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder")
     parser.add_argument(
+        "--fresh-repeats",
+        type=int,
+        default=None,
+        help="fresh processes per as-shipped demo runner and start-up "
+        "(default 5; 1 quick)",
+    )
+    parser.add_argument(
+        "--parts",
+        default=",".join(PARTS),
+        help="comma-separated parts to run: as-shipped (with the plain-Dask "
+        "floor), tuned (default both)",
+    )
+    parser.add_argument(
+        "--starter-ref",
+        default=None,
+        help="render the starter as committed at this git ref (git archive) "
+        "instead of the working tree",
+    )
+    parser.add_argument(
         "--only",
         default="",
-        help="comma-separated workload prefixes to run (e.g. W1,W4); for debugging",
+        help="comma-separated tuned workload prefixes to run (e.g. W1,W4); "
+        "for debugging",
     )
     args = parser.parse_args(argv)
     if args.repeats is None:
         args.repeats = 1 if args.quick else 3
-    if args.repeats < 1:
-        parser.error("--repeats must be at least 1")
+    sizes = QUICK if args.quick else FULL
+    if args.fresh_repeats is None:
+        args.fresh_repeats = sizes.fresh_repeats
+    if args.repeats < 1 or args.fresh_repeats < 1:
+        parser.error("--repeats and --fresh-repeats must be at least 1")
+    args.parts = [p.strip() for p in args.parts.split(",") if p.strip()]
+    unknown = set(args.parts) - set(PARTS)
+    if unknown or not args.parts:
+        parser.error(f"--parts takes {', '.join(PARTS)}; got {args.parts}")
     return args
 
 
@@ -171,8 +210,9 @@ def main(argv: list[str] | None = None) -> int:
 
     # Before dask / kedro.framework.project are imported anywhere.
     os.environ.update(harness.quiet_environment())
-    env = harness.prepare_environment()
+    env = harness.prepare_environment(args.starter_ref)
 
+    import dask.config
     import report
     import workloads
 
@@ -181,23 +221,40 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     machine = harness.machine_facts()
     print(f"Machine: {machine}", flush=True)
+    print(f"Starter: {env.source}", flush=True)
 
-    calibration = workloads.calibrate_spin(sizes.cpu_seconds)
-    print(f"W2 calibration: {calibration}", flush=True)
-    cases = build_cases(sizes, args.repeats, calibration["iterations"])
-    if args.only:
-        prefixes = tuple(p.strip() for p in args.only.split(",") if p.strip())
-        cases = [c for c in cases if c.key.startswith(prefixes)]
+    cases: list[Case] = []
+    calibration = {"iterations": 0, "measured": 0.0}
+    if "tuned" in args.parts:
+        calibration = workloads.calibrate_spin(sizes.cpu_seconds)
+        print(f"W2 calibration: {calibration}", flush=True)
+        cases = build_cases(sizes, args.repeats, calibration["iterations"])
+        if args.only:
+            prefixes = tuple(p.strip() for p in args.only.split(",") if p.strip())
+            cases = [c for c in cases if c.key.startswith(prefixes)]
 
     started = time.perf_counter()
     records: list[dict[str, Any]] = []
+    as_shipped_data: dict[str, Any] = {}
     try:
-        with harness.warm_cluster(env.tmp_dir / "warm-cluster") as warm:
+        if "as-shipped" in args.parts:
+            # Fresh processes first, while no warm cluster idles next to them.
+            as_shipped_data.update(run_fresh_processes(env, sizes, args))
+        with harness.warm_cluster(
+            env.tmp_dir / "warm-cluster", worker_cwd=env.project_dir
+        ) as warm:
             ctx = harness.Context(env, warm)
             print(f"Warm cluster: {warm.address}, workers {warm.worker_pids}")
-            warm_up(ctx)
-            for case in cases:
-                records.extend(run_case(case, ctx))
+            if "as-shipped" in args.parts:
+                import as_shipped
+
+                as_shipped_data["warm"] = as_shipped.time_warm(
+                    env, warm, sizes.w1_nodes, args.repeats, _say
+                )
+            if cases:
+                warm_up(ctx)
+                for case in cases:
+                    records.extend(run_case(case, ctx))
     finally:
         shutil.rmtree(env.tmp_dir, ignore_errors=True)
     total = time.perf_counter() - started
@@ -205,12 +262,24 @@ def main(argv: list[str] | None = None) -> int:
 
     settings = {
         "mode": "quick" if args.quick else "full",
+        "parts": args.parts,
         "repeats": args.repeats,
+        "fresh_repeats": args.fresh_repeats,
         "sizes": sizes.__dict__,
         "w2_calibration": calibration,
         "local_cluster_args": harness.LOCAL_CLUSTER_ARGS,
         "runner_source": env.source,
         "pool_workers": harness.POOL_WORKERS,
+        "worker_saturation": dask.config.get(
+            "distributed.scheduler.worker-saturation", None
+        ),
+        "as_shipped": {
+            "w1_nodes": sizes.w1_nodes,
+            "repeats": args.repeats,
+            "fresh_repeats": args.fresh_repeats,
+            "demo_warmup": sizes.demo_warmup,
+            "console_columns": harness.CONSOLE_COLUMNS,
+        },
         "logging": {
             "levels": env.logging_levels,
             "driver": f"KEDRO_LOGGING_CONFIG={harness.LOGGING_YML.name}",
@@ -219,11 +288,28 @@ def main(argv: list[str] | None = None) -> int:
         },
         "total_seconds": round(total, 1),
     }
-    paths = report.write_all(out, records, machine, settings)
+    paths = report.write_all(out, records, machine, settings, as_shipped_data)
     for path in paths:
         print(f"wrote {path}", flush=True)
     print(f"Benchmark finished in {total:.0f} s", flush=True)
     return 0
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
+def run_fresh_processes(env: Any, sizes: Sizes, args: Any) -> dict[str, Any]:
+    """The as-shipped measurements in fresh processes: the quickstart demo's
+    ``kedro run`` with each runner, and the embedded start-up."""
+    import as_shipped
+
+    demo = as_shipped.render_demo(env.starter_dir, env.tmp_dir / "demo")
+    print(f"Quickstart demo rendered: {demo}", flush=True)
+    return {
+        "demo": as_shipped.time_demo(demo, args.fresh_repeats, sizes.demo_warmup, _say),
+        "fresh_start": as_shipped.time_fresh_start(demo, args.fresh_repeats, _say),
+    }
 
 
 def warm_up(ctx: Any) -> None:

@@ -1,0 +1,319 @@
+"""The driver processes of the as-shipped measurements (started by ``as_shipped.py``).
+
+Each runs as a fresh process from the rendered project's root, without the
+benchmark's logging settings, and does what ``kedro run`` does before it runs a
+pipeline: ``bootstrap_project`` (Kedro's logging from the project's
+``conf/logging.yml``, the project package configured) and a hook manager built
+as ``KedroSession`` builds it.
+
+    python as_shipped_driver.py warm SPEC.json RESULT.json
+    python as_shipped_driver.py fresh-start PROJECT_DIR PACKAGE
+
+``warm``: the W1 fan-out and chain on the two warm clusters, every variant of
+``VARIANTS`` interleaved (see ``benchmarks/README.md``), and the plain-Dask floor.
+It counts the console lines each run adds to the driver's output and to the
+as-shipped workers' output. Progress goes to the file descriptor ``SPEC
+["progress_fd"]``; stdout and stderr are the driver's console.
+
+``fresh-start``: one embedded-LocalCluster run of one trivial node, timed from
+the runner's construction to the end of ``run``; prints ``RESULT <json>`` last.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+import operator
+import os
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+# The variants of the warm measurements; names are shared with report.py.
+SHIPPED = "DaskRunner, as shipped"
+QUIET_WORKERS = "DaskRunner, workers at WARNING"
+QUIET_ALL = "DaskRunner, driver + workers at WARNING"
+PLAIN = "plain Dask client.get"
+SEQUENTIAL_SHIPPED = "SequentialRunner, as shipped"
+VARIANTS = (SHIPPED, QUIET_WORKERS, QUIET_ALL, PLAIN, SEQUENTIAL_SHIPPED)
+CASES = ("W1 fan-out", "W1 chain")
+
+
+def _session_hook_manager() -> Any:
+    """A hook manager with what ``KedroSession`` registers: the project's
+    ``HOOKS`` and the installed plugins' hooks."""
+    from kedro.framework.hooks import _create_hook_manager
+    from kedro.framework.hooks.manager import (
+        _register_hooks,
+        _register_hooks_entry_points,
+    )
+    from kedro.framework.project import settings
+
+    manager = _create_hook_manager()
+    _register_hooks(manager, settings.HOOKS)
+    _register_hooks_entry_points(manager, settings.DISABLE_HOOKS_FOR_PLUGINS)
+    return manager
+
+
+def _bootstrap(project_dir: Path) -> float:
+    """What the ``kedro`` CLI does first; returns the seconds it took."""
+    start = time.perf_counter()
+    from kedro.framework.startup import bootstrap_project
+
+    bootstrap_project(project_dir)
+    return time.perf_counter() - start
+
+
+# --------------------------------------------------------------------------- #
+# Plain Dask: the same graph shapes without Kedro
+# --------------------------------------------------------------------------- #
+def plain_fan_out(n: int) -> tuple[dict, list]:
+    """One source task and ``n`` trivial tasks reading it, keys of one prefix."""
+    token = uuid.uuid4().hex
+    source = (f"source-{token}", 0)
+    keys = [(f"noop-{token}", i) for i in range(n)]
+    graph: dict = {source: (int, 1)}
+    graph.update({key: (operator.pos, source) for key in keys})
+    return graph, keys
+
+
+def plain_chain(n: int) -> tuple[dict, list]:
+    """``n`` trivial tasks in a chain, keys of one prefix; only the last is
+    fetched (the chain's one free output)."""
+    token = uuid.uuid4().hex
+    keys = [(f"noop-{token}", i) for i in range(n)]
+    graph: dict = {keys[0]: (int, 1)}
+    graph.update({keys[i]: (operator.pos, keys[i - 1]) for i in range(1, n)})
+    return graph, keys[-1:]
+
+
+# --------------------------------------------------------------------------- #
+# warm
+# --------------------------------------------------------------------------- #
+class _Console:
+    """Counts the lines a run adds to the files a console's output goes to."""
+
+    def __init__(self, paths: list[str]):
+        self.paths = [Path(p) for p in paths]
+
+    def sizes(self) -> list[int]:
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        return [p.stat().st_size if p.exists() else 0 for p in self.paths]
+
+    def lines_since(self, sizes: list[int]) -> int:
+        import harness
+
+        self.sizes()
+        total = 0
+        for path, size in zip(self.paths, sizes, strict=True):
+            with path.open("rb") as f:
+                f.seek(size)
+                total += harness.count_lines(f.read())
+        return total
+
+
+class _WarmDriver:
+    """The as-shipped driver of the warm measurements: one Kedro project
+    bootstrapped as ``kedro run`` does, clients to both clusters for the plain
+    graphs and the garbage collections."""
+
+    def __init__(self, spec: dict[str, Any]):
+        self.spec = spec
+        self.bootstrap_s = _bootstrap(Path(spec["project_dir"]))
+        # Imported after Kedro's logging is set up, as ``kedro run`` imports the
+        # runner (and with it distributed, which sets its own logger's level).
+        import quiet_logging
+        from distributed import Client
+
+        runner = __import__(f"{spec['package']}.runner", fromlist=["DaskRunner"])
+        self.dask_runner = runner.DaskRunner
+        self.quiet_logging = quiet_logging
+        self.hook_manager = _session_hook_manager()
+        self.shipped = Client(spec["shipped_address"], set_as_default=False)
+        self.quiet = Client(spec["quiet_address"], set_as_default=False)
+        self.driver_levels = {
+            name: logging.getLogger(name).level for name in quiet_logging.LOGGERS
+        }
+        self.driver_console = _Console([spec["driver_console"]])
+        self.worker_console = _Console(spec["worker_logs"])
+
+    def driver_default(self) -> None:
+        for name, level in self.driver_levels.items():
+            logging.getLogger(name).setLevel(level)
+
+    def _kedro_run(self, runner: Any, pipeline: Any) -> None:
+        from kedro.io import DataCatalog
+
+        runner.run(pipeline, DataCatalog(), self.hook_manager, run_id=uuid.uuid4().hex)
+
+    def run(self, variant: str, case: str, n: int) -> None:
+        """One run of ``variant`` on the ``case`` shape of size ``n``."""
+        import workloads
+        from kedro.runner import SequentialRunner
+
+        if variant == PLAIN:
+            make = plain_fan_out if case == "W1 fan-out" else plain_chain
+            graph, keys = make(n)
+            self.shipped.get(graph, keys)
+            return
+        pipeline = (workloads.fan_out if case == "W1 fan-out" else workloads.chain)(n)
+        if variant == SEQUENTIAL_SHIPPED:
+            self._kedro_run(SequentialRunner(), pipeline)
+            return
+        address = self.spec[
+            "shipped_address" if variant == SHIPPED else "quiet_address"
+        ]
+        if variant == QUIET_ALL:
+            self.quiet_logging.apply()
+        try:
+            self._kedro_run(
+                self.dask_runner(client_args={"address": address}), pipeline
+            )
+        finally:
+            self.driver_default()
+
+    def measure(self, variant: str, case: str, n: int) -> tuple[float, int, int]:
+        """Seconds of one timed run, and the lines it added to the driver's and
+        to the workers' consoles."""
+        gc.collect()
+        self.shipped.run(gc.collect)
+        self.quiet.run(gc.collect)
+        driver_before = self.driver_console.sizes()
+        workers_before = self.worker_console.sizes()
+        start = time.perf_counter()
+        self.run(variant, case, n)
+        seconds = time.perf_counter() - start
+        return (
+            seconds,
+            self.driver_console.lines_since(driver_before),
+            self.worker_console.lines_since(workers_before),
+        )
+
+    def logging_state(self) -> dict[str, Any]:
+        describe = self.quiet_logging.describe
+        state = {
+            "driver_default": describe(),
+            "shipped_workers": self.shipped.run(describe),
+            "quiet_workers": self.quiet.run(describe),
+        }
+        self.quiet_logging.apply()
+        state["driver_quiet"] = describe()
+        self.driver_default()
+        return state
+
+    def close(self) -> None:
+        self.shipped.close()
+        self.quiet.close()
+
+
+def warm(spec_path: Path, result_path: Path) -> None:
+    spec = json.loads(spec_path.read_text(encoding="utf-8"))
+    progress = os.fdopen(spec["progress_fd"], "w", buffering=1)
+    driver = _WarmDriver(spec)
+    # Untimed: first-use costs on the driver and on both clusters' workers
+    # (imports, the shipped package, Kedro's logging set-up on the workers).
+    for variant in VARIANTS:
+        for case in CASES:
+            driver.run(variant, case, 3)
+    progress.write("as shipped: warmed up\n")
+    logging_before = driver.logging_state()
+
+    n, repeats = spec["nodes"], spec["repeats"]
+    results: dict[str, Any] = {
+        case: {
+            "nodes": n + 1 if case == "W1 fan-out" else n,
+            "times_s": {v: [] for v in VARIANTS},
+            "driver_lines": {v: [] for v in VARIANTS},
+            "worker_lines": {v: [] for v in VARIANTS},
+        }
+        for case in CASES
+    }
+    order_log = []
+    for case in CASES:
+        for rep in range(repeats):
+            shift = rep % len(VARIANTS)
+            order = [*VARIANTS[shift:], *VARIANTS[:shift]]
+            order_log.append({"case": case, "order": order})
+            for variant in order:
+                seconds, driver_lines, worker_lines = driver.measure(variant, case, n)
+                results[case]["times_s"][variant].append(seconds)
+                results[case]["driver_lines"][variant].append(driver_lines)
+                results[case]["worker_lines"][variant].append(worker_lines)
+                progress.write(
+                    f"{case:<16} rep {rep + 1}/{repeats} {variant:<40} "
+                    f"{seconds:8.3f} s  {driver_lines} + {worker_lines} lines\n"
+                )
+    logging_after = driver.logging_state()
+    driver.close()
+    result_path.write_text(
+        json.dumps(
+            {
+                "variants": list(VARIANTS),
+                "cases": results,
+                "order": order_log,
+                "bootstrap_s": driver.bootstrap_s,
+                # As the timed runs found it (after the untimed ones: Kedro's
+                # logging is set up on a worker by the first node it runs), and
+                # as they left it (a runner may change the workers' levels).
+                "logging": logging_before,
+                "logging_after": logging_after,
+            },
+            indent=2,
+        ),
+        encoding="utf-8",
+    )
+
+
+# --------------------------------------------------------------------------- #
+# fresh-start
+# --------------------------------------------------------------------------- #
+def one() -> int:
+    """The trivial node (pickled by value: this script is ``__main__``)."""
+    return 1
+
+
+def fresh_start(project_dir: Path, package: str) -> None:
+    started = time.perf_counter()
+    bootstrap_s = _bootstrap(project_dir)
+    from kedro.io import DataCatalog
+    from kedro.pipeline import Pipeline, node
+
+    start = time.perf_counter()
+    runner_module = __import__(f"{package}.runner", fromlist=["DaskRunner"])
+    import_s = time.perf_counter() - start
+    hook_manager = _session_hook_manager()
+    pipeline = Pipeline([node(one, None, "one_out", name="one")])
+    catalog = DataCatalog()
+    gc.collect()
+    start = time.perf_counter()
+    runner = runner_module.DaskRunner()
+    runner.run(pipeline, catalog, hook_manager, run_id=uuid.uuid4().hex)
+    run_s = time.perf_counter() - start
+    assert catalog.load("one_out") == 1
+    result = {
+        "run_s": run_s,
+        "bootstrap_s": bootstrap_s,
+        "import_runner_s": import_s,
+        "in_process_s": time.perf_counter() - started,
+    }
+    sys.stdout.flush()
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+def main(argv: list[str]) -> int:
+    command, *args = argv
+    if command == "warm":
+        warm(Path(args[0]), Path(args[1]))
+    elif command == "fresh-start":
+        fresh_start(Path(args[0]), args[1])
+    else:
+        raise SystemExit(f"unknown command {command!r}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 
 import kedro.framework.project
 import pytest
@@ -107,3 +108,46 @@ def test_collect_off_a_worker_hands_records_to_local_logging(caplog):
     assert record.getMessage() == "loading ds (MemoryDataset)"
     assert record.args == ("ds", "MemoryDataset")
     assert record.rich_format == ["red"]
+
+
+def test_a_reimported_module_reuses_the_installed_collector(monkeypatch):
+    """With ``ship_code`` a worker imports the project package afresh for each
+    run: a second copy of this module must not add a second collector, or the
+    first would pass every record on to the worker's console."""
+    import importlib.util
+
+    from {{ cookiecutter.python_package }}.runner import node_logs
+
+    spec = importlib.util.spec_from_file_location("node_logs_again", node_logs.__file__)
+    again = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, again)
+    spec.loader.exec_module(again)
+    assert again._Collector is not node_logs._Collector
+
+    handled: list[str] = []  # what reaches the root logger, as on a worker's console
+    counter = logging.Handler()
+    counter.emit = lambda record: handled.append(record.getMessage())
+    logging.getLogger().addHandler(counter)
+    logger = logging.getLogger(NODE_LOGGER)
+    monkeypatch.setattr(logger, "level", logging.INFO)
+    try:
+        for module in (node_logs, again, node_logs):
+            settings = module.LogSettings.of_driver("unused-topic", PACKAGE)
+            with module.collect(settings, "a_node"):
+                logger.info("one record per run")
+                assert handled == []  # held until the node ends
+            assert handled == ["one record per run"]  # once, not once per copy
+            handled.clear()
+    finally:
+        logging.getLogger().removeHandler(counter)
+
+    installed = {
+        name: [
+            h
+            for h in logging.getLogger(name).handlers
+            if type(h).__name__ == "_Collector"
+        ]
+        for name in ("kedro", PACKAGE)
+    }
+    assert [len(handlers) for handlers in installed.values()] == [1, 1]
+    assert installed["kedro"][0] is installed[PACKAGE][0]

@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 _SIMPLE = (str, int, float, bool, type(None))
 # Attributes of a record that Kedro's RichHandler reads, beyond the standard ones.
 _EXTRAS = ("rich_format", "markup")
+# Marks the collector handler whichever copy of this module installed it.
+_MARK = "kedro_dask_node_logs"
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,7 @@ class _Collector(logging.Handler):
     def __init__(self) -> None:
         super().__init__()
         self.local = threading.local()
+        setattr(self, _MARK, True)
 
     def emit(self, record: logging.LogRecord) -> None:
         records = getattr(self.local, "records", None)
@@ -71,18 +74,34 @@ class _Collector(logging.Handler):
             records.append(_as_dict(record))
 
 
-_COLLECTOR = _Collector()
 _install_lock = threading.Lock()
 
 
-def _install(levels: tuple[tuple[str, int], ...]) -> None:
+def _install(levels: tuple[tuple[str, int], ...]) -> _Collector:
+    """The worker process's collector, installed on each logger of ``levels``.
+
+    With ``ship_code`` the project package is imported afresh for every run, so
+    this module (and its ``_Collector`` class) may exist several times in one
+    worker. The collector lives on the loggers, not in the module: a run reuses
+    the one an earlier run installed, and a logger never gets a second one.
+    """
     with _install_lock:
-        for name, level in levels:
-            logger = logging.getLogger(name)
+        loggers = [logging.getLogger(name) for name, _ in levels]
+        collector = next(
+            (
+                handler
+                for logger in loggers
+                for handler in logger.handlers
+                if getattr(handler, _MARK, False)
+            ),
+            None,
+        ) or _Collector()
+        for logger, (_, level) in zip(loggers, levels, strict=True):
             logger.setLevel(level)
             logger.propagate = False
-            if _COLLECTOR not in logger.handlers:
-                logger.addHandler(_COLLECTOR)
+            if collector not in logger.handlers:
+                logger.addHandler(collector)
+        return collector
 
 
 @contextmanager
@@ -92,13 +111,13 @@ def collect(settings: LogSettings | None, node_name: str) -> Iterator[None]:
     if settings is None:
         yield
         return
-    _install(settings.levels)
+    collector = _install(settings.levels)
     records: list[dict[str, Any]] = []
-    _COLLECTOR.local.records = records
+    collector.local.records = records
     try:
         yield
     finally:
-        _COLLECTOR.local.records = None
+        collector.local.records = None
         if records:
             _send(settings.topic, {"node": node_name, "records": records})
 

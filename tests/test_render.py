@@ -78,49 +78,95 @@ def assert_is_project(project: Path, package: str, project_name: str) -> None:
 # --------------------------------------------------------------------------- #
 # The rendered tree
 # --------------------------------------------------------------------------- #
-EXPECTED_FILES = [
-    "pyproject.toml",
-    "requirements.txt",
-    "README.md",
-    "conf/base/catalog.yml",
-    "conf/logging.yml",
-    "conf/dask/parameters.yml",
-    ".github/workflows/ci.yml",
-    *(
-        f"src/{PACKAGE}/{m}.py"
-        for m in ("__init__", "__main__", "settings", "pipeline_registry", "cli")
-    ),
-    f"src/{PACKAGE}/runner/__init__.py",
-    f"src/{PACKAGE}/runner/dask_runner.py",
-]
-EXPECTED_DIRS = [
-    "conf/local",
-    f"src/{PACKAGE}/pipelines",
-    "tests",
-    *(
-        f"data/{layer}"
-        for layer in (
-            "01_raw",
-            "02_intermediate",
-            "03_primary",
-            "04_feature",
-            "05_model_input",
-            "06_models",
-            "07_model_output",
-            "08_reporting",
-        )
-    ),
-]
+# Every file a rendered project has, no more, no less: a file added to the
+# template (or left in it, such as a backup or a cache) shows up here.
+LAYERS = (
+    "01_raw",
+    "02_intermediate",
+    "03_primary",
+    "04_feature",
+    "05_model_input",
+    "06_models",
+    "07_model_output",
+    "08_reporting",
+)
+EXPECTED_TREE = sorted(
+    [
+        ".github/workflows/ci.yml",
+        ".gitignore",
+        "README.md",
+        "conf/README.md",
+        "conf/base/catalog.yml",
+        "conf/base/parameters_data_processing.yml",
+        "conf/base/parameters_data_science.yml",
+        "conf/dask/parameters.yml",
+        "conf/local/.gitkeep",
+        "conf/logging.yml",
+        *(f"data/{layer}/.gitkeep" for layer in LAYERS),
+        "notebooks/.gitkeep",
+        "pyproject.toml",
+        "requirements.txt",
+        *(
+            f"src/{PACKAGE}/{module}.py"
+            for module in (
+                "__init__",
+                "__main__",
+                "cli",
+                "pipeline_registry",
+                "settings",
+            )
+        ),
+        f"src/{PACKAGE}/pipelines/__init__.py",
+        *(
+            f"src/{PACKAGE}/pipelines/{pipeline}/{module}.py"
+            for pipeline in ("data_processing", "data_science", "reporting")
+            for module in ("__init__", "nodes", "pipeline")
+        ),
+        *(
+            f"src/{PACKAGE}/runner/{module}.py"
+            for module in (
+                "__init__",
+                "cluster",
+                "dask_runner",
+                "errors",
+                "graph",
+                "node_logs",
+                "plugins",
+                "services",
+                "worker",
+            )
+        ),
+        "tests/__init__.py",
+        "tests/test_run.py",
+        "tests/pipelines/__init__.py",
+        *(
+            f"tests/pipelines/test_{pipeline}.py"
+            for pipeline in ("data_processing", "data_science", "reporting")
+        ),
+        "tests/runner/__init__.py",
+        "tests/runner/conftest.py",
+        *(
+            f"tests/runner/test_{module}.py"
+            for module in (
+                "cli",
+                "cluster",
+                "dask_runner",
+                "graph",
+                "node_logs",
+                "worker",
+            )
+        ),
+    ]
+)
 
 
-@pytest.mark.parametrize("rel", EXPECTED_FILES)
-def test_rendered_file_exists(rendered_project, rel):
-    assert (rendered_project / rel).is_file(), rel
-
-
-@pytest.mark.parametrize("rel", EXPECTED_DIRS)
-def test_rendered_dir_exists(rendered_project, rel):
-    assert (rendered_project / rel).is_dir(), rel
+def test_rendered_tree_is_exactly_the_project(rendered_project):
+    rendered = sorted(
+        path.relative_to(rendered_project).as_posix()
+        for path in rendered_project.rglob("*")
+        if path.is_file()
+    )
+    assert rendered == EXPECTED_TREE
 
 
 def test_pyproject_declares_the_kedro_project(rendered_project):

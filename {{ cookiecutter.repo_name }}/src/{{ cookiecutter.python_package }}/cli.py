@@ -13,25 +13,22 @@ Adds ``kedro dask scheduler`` and ``kedro dask worker``, which start Dask's own
 
 from __future__ import annotations
 
+import inspect
 import os
 import subprocess
 import sys
-import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import IO, TYPE_CHECKING, Any
 
 import click
-from kedro import KedroDeprecationWarning
-from kedro.framework.cli.project import _resolve_runner_kwargs
+from kedro.config import MissingConfigException
 from kedro.framework.cli.project import run as kedro_run
 from kedro.framework.cli.utils import CONTEXT_SETTINGS, KedroCliError
 from kedro.framework.project import LOGGING, settings
-from kedro.framework.session import KedroSession
 from kedro.utils import load_obj
 
 from .runner import DaskRunner, DaskRunnerError
-from .runner.services import RunOptions
 
 if TYPE_CHECKING:
     from kedro.framework.context import KedroContext
@@ -75,70 +72,23 @@ def cli() -> None:
 
 
 @cli.command(params=kedro_run.params, help=kedro_run.help)
-def run(  # noqa: PLR0913
-    tags: tuple[str, ...],
-    env: str | None,
-    runner: str | None,
-    is_async: bool,
-    runner_params: dict[str, Any],
-    node_names: tuple[str, ...],
-    to_nodes: list[str],
-    from_nodes: list[str],
-    from_inputs: list[str],
-    to_outputs: list[str],
-    load_versions: dict[str, str] | None,
-    pipeline: str | None,
-    pipelines: list[str],
-    config: str | None,
-    conf_source: str | None,
-    params: dict[str, Any],
-    namespaces: list[str],
-    only_missing_outputs: bool,
-    **unknown_options: Any,
-) -> dict[str, Any]:
+@click.pass_obj
+def run(metadata: ProjectMetadata, **options: Any) -> dict[str, Any]:
     """Run the pipeline."""
     # Importing distributed resets its loggers to INFO after Kedro applied the
     # project's logging configuration at start-up: apply that configuration again.
     LOGGING.configure(LOGGING.data)
-    if pipeline and pipelines:
-        raise RunError("Options '--pipeline' and '--pipelines' cannot be used together")
-    if pipeline:
-        warnings.warn(
-            "Option '--pipeline' is deprecated and will be removed in a future "
-            "release. Please use '--pipelines' instead.",
-            KedroDeprecationWarning,
-            stacklevel=1,
-        )
-    pipeline_names = [pipeline] if pipeline else sorted(set(pipelines))
-
-    create_kwargs: dict[str, Any] = {"env": env, "conf_source": conf_source}
-    run_kwargs: dict[str, Any] = {
-        "tags": tuple(tags),
-        "node_names": tuple(node_names),
-        "from_nodes": from_nodes,
-        "to_nodes": to_nodes,
-        "from_inputs": from_inputs,
-        "to_outputs": to_outputs,
-        "load_versions": load_versions,
-        "pipeline_names": pipeline_names,
-        "namespaces": namespaces,
-        "only_missing_outputs": only_missing_outputs,
-        **unknown_options,
-    }
-    # KedroSession takes runtime params when created; other session classes on run.
-    if issubclass(settings.SESSION_CLASS, KedroSession):
-        create_kwargs["runtime_params"] = params
-    else:
-        run_kwargs["runtime_params"] = params
-
-    with (
-        _one_line_errors(),
-        settings.SESSION_CLASS.create(**create_kwargs) as session,
-    ):
-        run_kwargs["runner"] = _instantiate_runner(
-            runner, is_async, session.load_context(), runner_params
-        )
-        result: dict[str, Any] = session.run(**run_kwargs)
+    with _one_line_errors():
+        runner_class = _load_runner(options["runner"])
+        if _is_dask_runner(runner_class):
+            parameters = _environment_parameters(
+                metadata, options["env"], options["conf_source"], options["params"]
+            )
+            options["runner_params"] = _runner_params(
+                runner_class, parameters, options["runner_params"]
+            )
+        _check_fits(runner_class, options["runner_params"], "--runner-params")
+        result: dict[str, Any] = kedro_run.callback(**options)
     return result
 
 
@@ -148,41 +98,90 @@ def _instantiate_runner(
     project_context: KedroContext,
     runner_params: Mapping[str, Any] | None = None,
 ) -> AbstractRunner:
-    """Create the runner named on the command line.
+    """The runner ``kedro run --runner <runner>`` creates in ``project_context``.
 
-    A ``DaskRunner`` (or subclass) gets ``client_args`` from the environment's
-    ``dask_client`` parameters, updated by ``--runner-params client_args.<key>=...``,
-    and its other options from the ``dask_runner`` parameters, updated by
-    ``--runner-params <option>=...``: the command line wins.
+    ``run`` hands Kedro's own ``kedro run`` the same ``--runner-params``, worked
+    out by ``_runner_params``.
 
     Raises:
         RunError: The runner cannot be loaded, its parameters do not fit it,
             or ``dask_client``/``dask_runner`` is not a mapping.
     """
+    runner_class = _load_runner(runner)
+    kwargs = dict(runner_params or {})
+    if _is_dask_runner(runner_class):
+        kwargs = _runner_params(runner_class, project_context.params, kwargs)
+    kwargs["is_async"] = is_async or kwargs.get("is_async", False)
+    _check_fits(runner_class, kwargs, "--runner-params")
+    with _one_line_errors():
+        runner_object: AbstractRunner = runner_class(**kwargs)
+    return runner_object
+
+
+def _runner_params(
+    runner_class: type[DaskRunner],
+    parameters: Mapping[str, Any],
+    runner_params: Mapping[str, Any],
+) -> dict[str, Any]:
+    """A ``DaskRunner``'s arguments: ``client_args`` from the environment's
+    ``dask_client`` parameters updated by ``--runner-params client_args.<key>=...``,
+    its other options from the ``dask_runner`` parameters updated by
+    ``--runner-params <option>=...``: the command line wins."""
+    client_args = _mapping(parameters.get(DASK_CLIENT_PARAMS), DASK_CLIENT_PARAMS)
+    options = _mapping(parameters.get(DASK_RUNNER_PARAMS), DASK_RUNNER_PARAMS)
+    _check_fits(runner_class, options, f"'{DASK_RUNNER_PARAMS}' parameters")
+    from_cli = _mapping(runner_params.get("client_args"), "client_args")
+    return {
+        **options,
+        **runner_params,
+        "client_args": {**client_args, **from_cli},
+    }
+
+
+def _load_runner(runner: str | None) -> type[AbstractRunner]:
     try:
-        runner_class = load_obj(runner or "SequentialRunner", "kedro.runner")
+        runner_class: type[AbstractRunner] = load_obj(
+            runner or "SequentialRunner", "kedro.runner"
+        )
     except (AttributeError, ImportError, ValueError) as exc:
         raise RunError(f"Cannot load runner '{runner}': {exc}") from None
-    with _one_line_errors():
-        runner_kwargs = _resolve_runner_kwargs(is_async, dict(runner_params or {}))
+    return runner_class
 
-    if isinstance(runner_class, type) and issubclass(runner_class, DaskRunner):
-        params = project_context.params
-        client_args = _mapping(params.get(DASK_CLIENT_PARAMS), DASK_CLIENT_PARAMS)
-        from_cli = _mapping(runner_kwargs.get("client_args"), "client_args")
-        runner_kwargs["client_args"] = {**client_args, **from_cli}
-        options = _mapping(params.get(DASK_RUNNER_PARAMS), DASK_RUNNER_PARAMS)
-        with _one_line_errors():  # only dask_runner options: none silently dropped
-            RunOptions.from_mapping(options)
-        runner_kwargs = {**options, **runner_kwargs}
 
+def _is_dask_runner(runner_class: Any) -> bool:
+    return isinstance(runner_class, type) and issubclass(runner_class, DaskRunner)
+
+
+def _check_fits(runner_class: Any, kwargs: Mapping[str, Any], source: str) -> None:
+    """Name the option that ``runner_class`` does not take, before anything runs."""
     try:
-        with _one_line_errors():
-            return runner_class(**runner_kwargs)
-    except TypeError as exc:
+        inspect.signature(runner_class).bind_partial(**kwargs)
+    except (TypeError, ValueError) as exc:
         raise RunError(
-            f"--runner-params do not fit {runner_class.__name__}: {exc}"
+            f"{source} do not fit {getattr(runner_class, '__name__', runner_class)}: "
+            f"{exc}"
         ) from None
+
+
+def _environment_parameters(
+    metadata: ProjectMetadata,
+    env: str | None,
+    conf_source: str | None,
+    runtime_params: Mapping[str, Any] | None,
+) -> Mapping[str, Any]:
+    """The parameters of the run's environment, read as the session will read
+    them, before Kedro's ``run`` creates the session and the runner."""
+    config_loader = settings.CONFIG_LOADER_CLASS(
+        conf_source=conf_source or str(metadata.project_path / settings.CONF_SOURCE),
+        env=env or os.getenv("KEDRO_ENV"),
+        runtime_params=runtime_params,
+        **settings.CONFIG_LOADER_ARGS,
+    )
+    try:
+        parameters: Mapping[str, Any] = config_loader["parameters"]
+    except MissingConfigException:
+        return runtime_params or {}
+    return parameters
 
 
 def _mapping(value: Any, name: str) -> Mapping[str, Any]:
@@ -272,9 +271,8 @@ def worker_command(
 
 
 def _dask_client(metadata: ProjectMetadata, env: str) -> Mapping[str, Any]:
-    with KedroSession.create(project_path=metadata.project_path, env=env) as session:
-        params = session.load_context().params
-    client_args = _mapping(params.get(DASK_CLIENT_PARAMS), DASK_CLIENT_PARAMS)
+    parameters = _environment_parameters(metadata, env, None, None)
+    client_args = _mapping(parameters.get(DASK_CLIENT_PARAMS), DASK_CLIENT_PARAMS)
     if not client_args.get("address"):
         raise RunError(
             f"kedro dask needs {DASK_CLIENT_PARAMS}.address in the '{env}' "

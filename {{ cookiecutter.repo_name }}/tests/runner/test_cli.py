@@ -1,5 +1,7 @@
-"""``_instantiate_runner``: the runner ``kedro run --runner ...`` creates, and the
-``dask_client`` parameters a ``DaskRunner`` receives."""
+"""``kedro run``'s runner and its arguments (``_instantiate_runner``, the
+``--runner-params`` handed to Kedro's own ``run``), and the ``kedro dask``
+commands' arguments. What a user reads on the command line is tested through the
+``kedro`` executable by the starter's tests."""
 
 from __future__ import annotations
 
@@ -12,13 +14,14 @@ import pytest
 import yaml
 from kedro import KedroDeprecationWarning
 from kedro.framework.cli.utils import KedroCliError
-from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 from kedro.runner import ParallelRunner, SequentialRunner
 
 from {{ cookiecutter.python_package }}.cli import (
     _dask_client,
+    _environment_parameters,
     _instantiate_runner,
+    _runner_params,
     scheduler_command,
     worker_command,
 )
@@ -38,11 +41,12 @@ class FakeContext:
 
 
 class RecordingDaskRunner(DaskRunner):
-    """A DaskRunner subclass recording the ``client_args`` it was given."""
+    """A DaskRunner subclass recording the arguments it was given."""
 
-    def __init__(self, client_args=None, is_async=False):
-        self.received = client_args
-        super().__init__(client_args=client_args, is_async=is_async)
+    def __init__(self, client_args=None, is_async=False, progress=None):
+        self.received = {"client_args": client_args, "progress": progress}
+        self.received_async = is_async
+        super().__init__(client_args=client_args, is_async=is_async, progress=progress)
 
 
 class LookalikeDaskRunner(SequentialRunner):
@@ -61,7 +65,6 @@ def test_sequential_runner_by_default():
     runner = _instantiate_runner(None, False, FakeContext({"dask_client": {}}))
 
     assert type(runner) is SequentialRunner
-    assert runner._is_async is False
 
 
 def test_kedro_runner_by_short_name():
@@ -70,60 +73,57 @@ def test_kedro_runner_by_short_name():
     assert type(runner) is ParallelRunner
 
 
-def test_dask_runner_gets_dask_client_params():
-    context = FakeContext({"dask_client": {"address": ADDRESS, "timeout": 3}})
+def test_dask_runner_gets_the_environment_s_dask_client_and_dask_runner():
+    params = {
+        "dask_client": {"address": ADDRESS, "timeout": 3},
+        "dask_runner": {"progress": False},
+    }
 
-    runner = _instantiate_runner(DASK_RUNNER, False, context)
+    runner = _instantiate_runner(RECORDING, False, FakeContext(params))
 
-    assert type(runner) is DaskRunner
-    assert runner._cluster._args == {"address": ADDRESS, "timeout": 3}
-    assert runner._is_async is False
+    assert runner.received == {
+        "client_args": {"address": ADDRESS, "timeout": 3},
+        "progress": False,
+    }
+    assert runner.received_async is False
 
 
-def test_command_line_client_args_win_over_params():
-    context = FakeContext({"dask_client": {"address": ADDRESS, "timeout": 3}})
+def test_command_line_wins_over_the_environment():
+    parameters = {
+        "dask_client": {"address": ADDRESS, "timeout": 3},
+        "dask_runner": {"progress": False, "fuse_chains": False},
+    }
     runner_params = {
         "client_args": {"timeout": 7, "worker_wait": 5},
+        "progress": True,
         "is_async": True,
     }
 
-    runner = _instantiate_runner(DASK_RUNNER, False, context, runner_params)
+    merged = _runner_params(DaskRunner, parameters, runner_params)
 
-    assert runner._cluster._args == {
-        "address": ADDRESS,
-        "timeout": 7,
-        "worker_wait": 5,
+    assert merged == {
+        "client_args": {"address": ADDRESS, "timeout": 7, "worker_wait": 5},
+        "progress": True,
+        "fuse_chains": False,
+        "is_async": True,
     }
-    assert runner._is_async is True
     # The caller's mappings are not modified.
-    assert context.params["dask_client"] == {"address": ADDRESS, "timeout": 3}
+    assert parameters["dask_client"] == {"address": ADDRESS, "timeout": 3}
     assert runner_params["client_args"] == {"timeout": 7, "worker_wait": 5}
 
 
 def test_without_dask_client_params_the_runner_gets_empty_client_args():
     runner = _instantiate_runner(RECORDING, False, FakeContext(), {})
 
-    assert runner.received == {}
+    assert runner.received["client_args"] == {}
 
 
 def test_async_flag_reaches_the_dask_runner():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", KedroDeprecationWarning)
-        runner = _instantiate_runner(DASK_RUNNER, True, FakeContext())
+        runner = _instantiate_runner(RECORDING, True, FakeContext())
 
-    assert runner._is_async is True
-
-
-def test_subclass_of_dask_runner_gets_client_args_too():
-    context = FakeContext({"dask_client": {"address": ADDRESS}})
-
-    runner = _instantiate_runner(
-        RECORDING, False, context, {"client_args": {"timeout": 4}}
-    )
-
-    assert type(runner) is RecordingDaskRunner
-    assert runner.received == {"address": ADDRESS, "timeout": 4}
-    assert runner._cluster._args == {"address": ADDRESS, "timeout": 4}
+    assert runner.received_async is True
 
 
 def test_runner_named_like_dask_runner_gets_no_client_args():
@@ -166,9 +166,16 @@ def test_address_with_local_cluster_option_is_a_cli_error():
         )
 
 
+def test_unknown_dask_runner_option_names_its_source():
+    context = FakeContext({"dask_runner": {"progres": True}})
+
+    with pytest.raises(KedroCliError, match="'dask_runner' parameters.*progres"):
+        _instantiate_runner(DASK_RUNNER, False, context)
+
+
 @pytest.mark.parametrize("runner", [None, DASK_RUNNER, RECORDING])
 def test_bad_runner_params_are_a_cli_error_not_a_type_error(runner):
-    with pytest.raises(KedroCliError, match="bogus"):
+    with pytest.raises(KedroCliError, match="--runner-params.*bogus"):
         _instantiate_runner(runner, False, FakeContext(), {"bogus": 1})
 
 
@@ -181,53 +188,38 @@ def test_unknown_runner_is_a_cli_error():
 # With the real project configuration
 # --------------------------------------------------------------------------- #
 @pytest.fixture
-def project_session(monkeypatch):
-    """Open sessions of this very project, undoing the global project setup."""
+def metadata(monkeypatch):
+    """This very project, bootstrapped; the global project setup undone after."""
     import kedro.framework.project as kedro_project
 
-    monkeypatch.setenv("KEDRO_DISABLE_TELEMETRY", "true")
-    monkeypatch.setenv("DO_NOT_TRACK", "1")
     monkeypatch.delenv("KEDRO_ENV", raising=False)
     # Recorded now, restored after the test: bootstrapping sets it globally, and
     # DaskRunner ships it to workers.
     monkeypatch.setattr(kedro_project, "PACKAGE_NAME", kedro_project.PACKAGE_NAME)
-    bootstrap_project(PROJECT_ROOT)
-    sessions = []
-
-    def create(env: str | None) -> KedroSession:
-        session = KedroSession.create(project_path=PROJECT_ROOT, env=env)
-        sessions.append(session)
-        return session
-
-    yield create
-    for session in sessions:
-        session.close()
+    return bootstrap_project(PROJECT_ROOT)
 
 
-def test_dask_env_parameters_reach_the_dask_runner(project_session):
+def test_dask_env_parameters_are_read_with_nested_runtime_params(metadata):
     dask_params = yaml.safe_load(
         (PROJECT_ROOT / "conf" / "dask" / "parameters.yml").read_text()
     )
     assert dask_params["dask_client"] == {"address": ADDRESS}
-    context = project_session("dask").load_context()
 
-    runner = _instantiate_runner(DASK_RUNNER, False, context, {})
-    overridden = _instantiate_runner(
-        DASK_RUNNER, False, context, {"client_args": {"timeout": 2}}
+    parameters = _environment_parameters(
+        metadata, "dask", None, {"dask_client": {"timeout": 2}}
     )
 
-    assert context.params["dask_client"] == {"address": ADDRESS}
-    assert runner._cluster._args == {"address": ADDRESS}
-    assert overridden._cluster._args == {"address": ADDRESS, "timeout": 2}
+    assert parameters["dask_client"] == {"address": ADDRESS, "timeout": 2}
+    assert "raw_data" in parameters  # base parameters are still there
+    merged = _runner_params(DaskRunner, parameters, {})
+    assert merged["client_args"] == {"address": ADDRESS, "timeout": 2}
 
 
-def test_default_env_has_no_dask_client(project_session):
-    context = project_session(None).load_context()
+def test_default_env_has_no_dask_client(metadata):
+    parameters = _environment_parameters(metadata, None, None, None)
 
-    runner = _instantiate_runner(DASK_RUNNER, False, context, {})
-
-    assert "dask_client" not in context.params
-    assert runner._cluster._args == {}
+    assert "dask_client" not in parameters
+    assert _runner_params(DaskRunner, parameters, {})["client_args"] == {}
 
 
 # --------------------------------------------------------------------------- #
@@ -307,9 +299,7 @@ def test_bad_address_is_a_cli_error_naming_it(address, named):
         scheduler_command({"address": address})
 
 
-def test_kedro_dask_reads_the_address_of_its_environment(project_session):
-    metadata = bootstrap_project(PROJECT_ROOT)
-
+def test_kedro_dask_reads_the_address_of_its_environment(metadata):
     assert _dask_client(metadata, "dask") == {"address": ADDRESS}
     with pytest.raises(KedroCliError, match=r"'local' environment \(conf/local/"):
         _dask_client(metadata, "local")

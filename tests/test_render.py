@@ -95,6 +95,7 @@ EXPECTED_TREE = sorted(
         ".github/workflows/ci.yml",
         ".gitignore",
         "README.md",
+        "benchmarks/compare_runners.py",
         "conf/README.md",
         "conf/base/catalog.yml",
         "conf/base/parameters_data_processing.yml",
@@ -137,6 +138,7 @@ EXPECTED_TREE = sorted(
             )
         ),
         "tests/__init__.py",
+        "tests/test_compare_runners.py",
         "tests/test_run.py",
         "tests/pipelines/__init__.py",
         *(

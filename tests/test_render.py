@@ -127,6 +127,7 @@ EXPECTED_TREE = sorted(
             f"src/{PACKAGE}/runner/{module}.py"
             for module in (
                 "__init__",
+                "addresses",
                 "cluster",
                 "dask_runner",
                 "errors",
@@ -150,6 +151,7 @@ EXPECTED_TREE = sorted(
         *(
             f"tests/runner/test_{module}.py"
             for module in (
+                "addresses",
                 "cli",
                 "cluster",
                 "dask_runner",

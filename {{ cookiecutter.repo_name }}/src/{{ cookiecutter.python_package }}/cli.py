@@ -29,6 +29,7 @@ from kedro.framework.project import LOGGING, settings
 from kedro.utils import load_obj
 
 from .runner import DaskRunner, DaskRunnerError
+from .runner.addresses import SchedulerAddress, refuse_plaintext
 
 if TYPE_CHECKING:
     from kedro.framework.context import KedroContext
@@ -239,16 +240,20 @@ def dask_worker(
 def scheduler_command(
     client_args: Mapping[str, Any], extra: Sequence[str] = ()
 ) -> list[str]:
-    """``dask scheduler`` arguments listening where ``client_args`` connect.
+    """``dask scheduler`` arguments listening where ``client_args`` connect, its
+    dashboard on loopback unless ``extra`` says otherwise.
 
     Raises:
-        RunError: No valid ``address``, or TLS files missing.
+        RunError: No valid ``address``, plaintext beyond loopback without
+            ``allow_insecure``, or TLS files missing.
     """
-    protocol, host, port = _address_parts(client_args)
+    address = _listen_address(client_args, "for kedro dask scheduler")
     return [
         "scheduler",
-        *("--protocol", protocol, "--host", host, "--port", str(port)),
-        *_tls_flags(client_args, protocol, "scheduler"),
+        *("--protocol", address.protocol, "--host", address.host),
+        *("--port", str(address.port)),
+        *_tls_flags(client_args, address.protocol, "scheduler"),
+        *_loopback_dashboard(extra, "127.0.0.1:8787"),
         *extra,
     ]
 
@@ -256,16 +261,19 @@ def scheduler_command(
 def worker_command(
     client_args: Mapping[str, Any], extra: Sequence[str] = ()
 ) -> list[str]:
-    """``dask worker`` arguments joining the scheduler ``client_args`` connect to.
+    """``dask worker`` arguments joining the scheduler ``client_args`` connect to,
+    its dashboard on loopback unless ``extra`` says otherwise.
 
     Raises:
-        RunError: No valid ``address``, or TLS files missing.
+        RunError: No valid ``address``, plaintext beyond loopback without
+            ``allow_insecure``, or TLS files missing.
     """
-    protocol, _, _ = _address_parts(client_args)
+    address = _listen_address(client_args, "for kedro dask worker")
     return [
         "worker",
-        str(client_args["address"]),
-        *_tls_flags(client_args, protocol, "worker"),
+        address.address,
+        *_tls_flags(client_args, address.protocol, "worker"),
+        *_loopback_dashboard(extra, "127.0.0.1:0"),
         *extra,
     ]
 
@@ -281,24 +289,29 @@ def _dask_client(metadata: ProjectMetadata, env: str) -> Mapping[str, Any]:
     return client_args
 
 
-def _address_parts(client_args: Mapping[str, Any]) -> tuple[str, str, int]:
-    from distributed.comm import parse_address, parse_host_port
-
-    address = client_args.get("address")
-    try:
-        protocol, location = parse_address(str(address))
-        host, port = parse_host_port(location)
-    except (TypeError, ValueError) as exc:
-        raise RunError(
-            f"{DASK_CLIENT_PARAMS}.address '{address}' is not a Dask address "
-            f"with a port, e.g. tcp://127.0.0.1:8786: {exc}"
-        ) from None
-    if protocol not in ("tcp", "tls"):
-        raise RunError(
-            f"kedro dask starts tcp:// or tls:// schedulers, not {protocol}:// "
-            f"({DASK_CLIENT_PARAMS}.address '{address}')."
+def _listen_address(client_args: Mapping[str, Any], command: str) -> SchedulerAddress:
+    with _one_line_errors():
+        address = SchedulerAddress.parse(client_args.get("address"))
+        if address.protocol not in ("tcp", "tls"):
+            raise RunError(
+                f"kedro dask starts tcp:// or tls:// schedulers, not "
+                f"{address.protocol}:// ({DASK_CLIENT_PARAMS}.address "
+                f"'{address.address}')."
+            )
+        refuse_plaintext(
+            address,
+            allow_insecure=client_args.get("allow_insecure") is True,
+            role=command,
         )
-    return protocol, host, port
+    return address
+
+
+def _loopback_dashboard(extra: Sequence[str], default: str) -> list[str]:
+    asked = any(
+        arg.split("=", 1)[0] in ("--dashboard-address", "--no-dashboard")
+        for arg in extra
+    )
+    return [] if asked else ["--dashboard-address", default]
 
 
 def _tls_flags(client_args: Mapping[str, Any], protocol: str, role: str) -> list[str]:

@@ -250,7 +250,10 @@ def test_scheduler_listens_where_the_runner_connects():
 def test_worker_joins_the_address_with_its_own_options():
     command = worker_command({"address": ADDRESS}, ["--nthreads", "2"])
 
-    assert command == ["worker", ADDRESS, "--nthreads", "2"]
+    assert command == [
+        *("worker", ADDRESS, "--dashboard-address", "127.0.0.1:0"),
+        *("--nthreads", "2"),
+    ]
 
 
 def test_tls_processes_get_their_own_certificates():
@@ -263,11 +266,46 @@ def test_tls_processes_get_their_own_certificates():
         *("scheduler", "--protocol", "tls", "--host", "10.0.0.5", "--port", "8786"),
         *("--tls-ca-file", "certs/ca.pem", "--tls-cert", "certs/scheduler.pem"),
         *("--tls-key", "certs/scheduler-key.pem"),
+        *("--dashboard-address", "127.0.0.1:8787"),  # dashboards stay on loopback
     ]
     assert worker == [
         *("worker", "tls://10.0.0.5:8786", "--tls-ca-file", "certs/ca.pem"),
         *("--tls-cert", "certs/worker.pem", "--tls-key", "certs/worker-key.pem"),
+        *("--dashboard-address", "127.0.0.1:0"),
     ]
+
+
+@pytest.mark.parametrize("make", [scheduler_command, worker_command])
+@pytest.mark.parametrize("address", ["tcp://0.0.0.0:8786", "tcp://10.0.0.5:8786"])
+def test_plaintext_beyond_loopback_is_refused_naming_both_ways_on(make, address):
+    with pytest.raises(KedroCliError) as excinfo:
+        make({"address": address})
+
+    message = str(excinfo.value)
+    assert "\n" not in message
+    assert f"Refusing plaintext tcp:// for kedro dask {make.__name__[:-8]}" in message
+    assert address in message
+    assert "tls://" in message
+    assert "dask_client.allow_insecure: true" in message
+
+
+def test_allow_insecure_starts_plaintext_beyond_loopback_with_a_warning(caplog):
+    client_args = {"address": "tcp://0.0.0.0:8786", "allow_insecure": True}
+
+    command = scheduler_command(client_args)
+
+    assert command[:7] == [
+        *("scheduler", "--protocol", "tcp", "--host", "0.0.0.0", "--port", "8786")
+    ]
+    assert "travel in plaintext for kedro dask scheduler at tcp://0.0.0.0:8786" in (
+        caplog.text
+    )
+
+
+def test_a_host_name_that_resolves_to_loopback_is_loopback():
+    command = worker_command({"address": "tcp://localhost:8786"})
+
+    assert command[:2] == ["worker", "tcp://localhost:8786"]
 
 
 def test_tls_without_the_role_certificates_names_the_missing_keys():

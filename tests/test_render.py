@@ -134,6 +134,7 @@ EXPECTED_TREE = sorted(
                 "graph",
                 "node_logs",
                 "plugins",
+                "run_record",
                 "services",
                 "worker",
             )
@@ -157,6 +158,7 @@ EXPECTED_TREE = sorted(
                 "dask_runner",
                 "graph",
                 "node_logs",
+                "run_record",
                 "worker",
             )
         ),

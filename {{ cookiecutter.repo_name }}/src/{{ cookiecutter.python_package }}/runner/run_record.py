@@ -1,0 +1,789 @@
+"""What a Dask run did, node by node: for Kedro-Viz, as a JSON record, as a timeline.
+
+Workers measure each node (``RunMeter``) and send the measurement to the driver as
+plain data; the driver turns the messages into ``NodeRun`` records and writes them
+out, since the workers may not share its disk:
+
+* ``write_viz_events``: the events file Kedro-Viz's Workflow view reads, written as
+  Kedro-Viz's own hook writes it after a ``SequentialRunner`` run;
+* ``write_run_record``: a JSON run record (worker, start, end, duration, retries,
+  bytes of in-memory inputs moved between workers, for every node);
+* ``write_timeline``: a self-contained HTML page (bokeh) of the record, nodes as
+  bars per worker, failed ones marked.
+
+Nothing here imports bokeh or Kedro-Viz until it is used, so workers import this
+module cheaply, and Kedro-Viz stays optional.
+
+The Kedro-Viz 12.x contract
+---------------------------
+Kedro-Viz records a run with a Kedro hook of its own, ``PipelineRunStatusHook``
+(``kedro_viz.integrations.kedro.run_hooks``, registered through the ``kedro.hooks``
+entry point, so it is active in every ``kedro run`` once Kedro-Viz is installed).
+At the end of the run (``after_pipeline_run``), and at once on ``on_node_error``
+and ``on_pipeline_error``, it writes the whole list of events collected so far as
+a JSON array to ``<project>/.viz/kedro_pipeline_events.json``, the project being
+the first directory from the current one upwards whose ``pyproject.toml`` holds a
+``[tool.kedro]`` table. The file holds the last run only; a run that Kedro-Viz
+does not record leaves the previous file as it was.
+
+The events, in the order they happen:
+
+* ``{"event": "before_pipeline_run", "timestamp": ISO}``;
+* for each input a node loads, ``{"event": "after_dataset_loaded", "dataset":
+  name, "node_id": dataset id, "status": "Available", "size": bytes}``, and after
+  the node, the same with ``"after_dataset_saved"`` for each output it saves. The
+  size is that of the file at the dataset's ``filepath`` (or ``_filepath``)
+  attribute, read with fsspec, and 0 for datasets without one (memory datasets,
+  parameters); it is left out when the data is ``None``;
+* after a node's function returns, ``{"event": "after_node_run", "node": name,
+  "node_id": node id, "duration": seconds, "status": "success"}``, the duration
+  being the node function's alone (from ``before_node_run`` to ``after_node_run``,
+  loading and saving excluded);
+* when the function raises, ``{"event": "on_node_error", "node", "node_id",
+  "error": str(exception), "timestamp", "traceback"}``;
+* last, ``{"event": "after_pipeline_run", "timestamp"}``, or ``{"event":
+  "on_pipeline_error", "error", "timestamp", "traceback"}`` naming where the run
+  was: ``"dataset"`` and ``"operation"`` (``"loading"`` or ``"saving"``) when a
+  dataset failed to load or save, and ``"node"`` and ``"node_id"`` of the node
+  that was running, or of the first node not started, with ``"status":
+  "not_started"``, when none was.
+
+Ids are those of Kedro-Viz's flowchart: a node's is the first 8 hex digits of the
+SHA-1 of ``str(node)`` (``"name: func([inputs]) -> [outputs]"``), a dataset's the
+same of its name without any transcoding suffix (``@...``).
+
+The reader (``kedro_viz.api.rest.responses.run_events.get_run_status_response``,
+behind ``/api/run-status``) reads ``.viz/kedro_pipeline_events.json`` relative to
+the current directory of ``kedro viz`` and builds ``nodes`` (id: status, duration,
+error with message and traceback), ``datasets`` (id: name, size, status; a save's
+size replaces a load's) and ``pipeline`` (start and end from the first and the
+last pipeline event, duration between them, status, error). A pipeline error
+naming a dataset also marks that dataset failed, and the node failed if it has an
+event of its own. Statuses other than ``success`` and ``failed`` read as success.
+
+The hook records a run only when it is a full run: its ``before_pipeline_run``
+skips any run whose ``run_params`` set one of ``pipeline_name``, ``tags``,
+``from_nodes``, ``to_nodes``, ``node_names``, ``from_inputs``, ``to_outputs`` or
+``namespace`` (``is_default_run``; note that Kedro 1.x passes ``pipeline_names``
+and ``namespaces``, which Kedro-Viz 12.5 does not look at), and any run whose
+runner is not ``SequentialRunner`` (kedro-viz#2443). ``write_viz_events`` asks
+Kedro-Viz's own ``is_default_run``, so partial Dask runs follow whatever rule the
+installed Kedro-Viz applies to ``SequentialRunner`` runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import threading
+import time
+import traceback
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from kedro.framework.hooks import hook_impl
+
+VIZ_EVENTS_FILE = Path(".viz") / "kedro_pipeline_events.json"
+"""Where Kedro-Viz reads the last run's events, relative to the project."""
+
+RUN_RECORD_FORMAT = "kedro-dask-run-record"
+RUN_RECORD_VERSION = 1
+
+SUCCESS = "success"
+FAILED = "failed"
+LOADED = "loaded"
+SAVED = "saved"
+LOADING = "loading"
+SAVING = "saving"
+
+
+# --------------------------------------------------------------------- ids --- #
+
+
+def _short_sha1(text: str) -> str:
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:8]
+
+
+def node_id(node: Any) -> str:
+    """The id Kedro-Viz gives a Kedro node (``kedro_viz.utils._hash(str(node))``)."""
+    return _short_sha1(str(node))
+
+
+def dataset_id(name: str) -> str:
+    """The id Kedro-Viz gives a dataset: its name, transcoding suffix stripped."""
+    return _short_sha1(name.split("@", 1)[0])
+
+
+# ----------------------------------------------------------------- records --- #
+
+
+@dataclass(frozen=True)
+class DatasetEvent:
+    """A dataset a node loaded or saved.
+
+    Args:
+        dataset: The dataset's name in the catalog.
+        operation: ``"loaded"`` or ``"saved"``.
+        size: Bytes of its file (Kedro-Viz's rule: 0 when it has no file), ``None``
+            when not measured or when the data was ``None``.
+    """
+
+    dataset: str
+    operation: str
+    size: int | None = None
+
+
+@dataclass(frozen=True)
+class NodeRun:
+    """One node's run, as measured on the worker that ran it.
+
+    Args:
+        node: The node's name.
+        worker: Address of the worker.
+        start: When the task began on the worker, before loading inputs (seconds
+            since the epoch, the worker's clock).
+        end: When it ended, outputs saved or the error raised.
+        run_time: Seconds spent in the node function alone (what Kedro-Viz shows
+            as a node's duration); ``None`` when the function never returned.
+        status: ``"success"`` or ``"failed"``.
+        retries: How many times the task was retried before this run.
+        error: ``str()`` of the exception, for a failed node.
+        traceback: The exception's traceback, as text.
+        failed_dataset: The dataset being loaded or saved when it failed, if any.
+        failed_operation: ``"loading"`` or ``"saving"`` with ``failed_dataset``.
+        moved_bytes: Bytes of the node's in-memory inputs that came from another
+            worker.
+        datasets: Datasets loaded and saved, in order.
+    """
+
+    node: str
+    worker: str = ""
+    start: float = 0.0
+    end: float = 0.0
+    run_time: float | None = None
+    status: str = SUCCESS
+    retries: int = 0
+    error: str = ""
+    traceback: str = ""
+    failed_dataset: str = ""
+    failed_operation: str = ""
+    moved_bytes: int = 0
+    datasets: tuple[DatasetEvent, ...] = field(default=())
+
+    @property
+    def duration(self) -> float:
+        """Seconds from start to end on the worker, loading and saving included."""
+        return max(self.end - self.start, 0.0)
+
+    @property
+    def failed(self) -> bool:
+        return self.status == FAILED
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (JSON, Dask messages); ``from_dict`` reads it back."""
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["datasets"] = [
+            {"dataset": d.dataset, "operation": d.operation, "size": d.size}
+            for d in self.datasets
+        ]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], **changes: Any) -> NodeRun:
+        """A record from ``to_dict`` or ``NodeMeasure.message()`` data.
+
+        Keys it does not know are ignored, so messages may carry more.
+        """
+        known = {f.name for f in fields(cls)}
+        values = {key: value for key, value in data.items() if key in known}
+        values["datasets"] = tuple(
+            DatasetEvent(d["dataset"], d["operation"], d.get("size"))
+            for d in values.get("datasets", ())
+        )
+        values.update(changes)
+        return cls(**values)
+
+
+# ------------------------------------------------------------- worker side --- #
+
+
+def dataset_size(catalog: Any, name: str) -> int:
+    """Bytes of a dataset's file, as Kedro-Viz measures them (0 without a file).
+
+    Kedro-Viz looks at the dataset's ``filepath`` then ``_filepath`` attribute and
+    asks fsspec for the size of the first that exists.
+    """
+    try:
+        dataset = catalog.get(name)
+    except Exception:  # noqa: BLE001 - a size is never worth failing a run
+        return 0
+    if not dataset:
+        return 0
+    for attr in ("filepath", "_filepath"):
+        path = getattr(dataset, attr, None)
+        if not path:
+            continue
+        try:
+            import fsspec
+
+            filesystem, fs_path = fsspec.core.url_to_fs(str(path))
+            if filesystem.exists(fs_path):
+                return int(filesystem.size(fs_path))
+        except Exception:  # noqa: BLE001, S112
+            continue
+    return 0
+
+
+class NodeMeasure:
+    """What ``RunMeter`` measures of one node; ``message()`` gives it as plain data."""
+
+    def __init__(self, node: str, worker: str, catalog: Any, sizes: bool):
+        self.node = node
+        self.worker = worker
+        self.catalog = catalog
+        self.sizes = sizes and catalog is not None
+        self.start = time.time()
+        self.end = self.start
+        self.run_time: float | None = None
+        self.status = SUCCESS
+        self.error = ""
+        self.traceback = ""
+        self.datasets: list[dict[str, Any]] = []
+        self._run_started: float | None = None
+        self._io: tuple[str, str] | None = None  # (dataset, "loading"/"saving")
+        self._io_failed: tuple[str, str] | None = None
+
+    def _dataset(self, name: str, operation: str, data: Any) -> None:
+        size = None
+        if self.sizes and data is not None:
+            size = dataset_size(self.catalog, name)
+        self.datasets.append({"dataset": name, "operation": operation, "size": size})
+        self._io = None
+
+    def _failed(self, exc: BaseException, text: str | None = None) -> None:
+        self.status = FAILED
+        if not self.error:
+            self.error = str(exc)
+            self.traceback = text or "".join(traceback.format_exception(exc))
+        if self._io_failed is None and self._io is not None:
+            self._io_failed = self._io
+
+    def message(self) -> dict[str, Any]:
+        """The measurement as a dict of str, float, int, lists and dicts."""
+        failed_dataset, failed_operation = self._io_failed or ("", "")
+        return {
+            "node": self.node,
+            "worker": self.worker,
+            "start": self.start,
+            "end": self.end,
+            "run_time": self.run_time,
+            "status": self.status,
+            "error": self.error,
+            "traceback": self.traceback,
+            "failed_dataset": failed_dataset,
+            "failed_operation": failed_operation,
+            "datasets": list(self.datasets),
+        }
+
+
+class RunMeter:
+    """Measures the nodes a worker runs: a Kedro hook plugin for the worker's hook
+    manager, registered once per run, whatever the number of threads.
+
+    Usage on the worker, around Kedro's ``Task``::
+
+        with meter.measure(node.name, catalog, worker=address) as measure:
+            Task(node=node, catalog=catalog, hook_manager=manager, ...).execute()
+        message = measure.message()  # also after a failure: use try/finally
+
+    The node and dataset hooks find the measure by node name, so several nodes may
+    run at once in threads. ``measure`` records an exception and lets it go on.
+
+    Args:
+        sizes: Measure the file size of each dataset loaded and saved, as Kedro-Viz
+            does (one ``stat`` per persisted dataset event).
+    """
+
+    def __init__(self, sizes: bool = True):
+        self.sizes = sizes
+        self._running: dict[str, NodeMeasure] = {}
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def measure(
+        self, node: str, catalog: Any = None, worker: str = ""
+    ) -> Iterator[NodeMeasure]:
+        """Measure the node run inside the ``with`` block."""
+        measure = NodeMeasure(node, worker, catalog, self.sizes)
+        with self._lock:
+            self._running[node] = measure
+        try:
+            yield measure
+        except BaseException as exc:
+            measure._failed(exc)
+            raise
+        finally:
+            measure.end = time.time()
+            with self._lock:
+                self._running.pop(node, None)
+
+    def _of(self, node: Any) -> NodeMeasure | None:
+        return self._running.get(getattr(node, "name", node))
+
+    @hook_impl
+    def before_dataset_loaded(self, dataset_name: str, node: Any) -> None:
+        if measure := self._of(node):
+            measure._io = (dataset_name, LOADING)
+
+    @hook_impl
+    def after_dataset_loaded(self, dataset_name: str, data: Any, node: Any) -> None:
+        if measure := self._of(node):
+            measure._dataset(dataset_name, LOADED, data)
+
+    @hook_impl
+    def before_dataset_saved(self, dataset_name: str, node: Any) -> None:
+        if measure := self._of(node):
+            measure._io = (dataset_name, SAVING)
+
+    @hook_impl
+    def after_dataset_saved(self, dataset_name: str, data: Any, node: Any) -> None:
+        if measure := self._of(node):
+            measure._dataset(dataset_name, SAVED, data)
+
+    @hook_impl
+    def before_node_run(self, node: Any) -> None:
+        if measure := self._of(node):
+            measure._run_started = time.perf_counter()
+
+    @hook_impl
+    def after_node_run(self, node: Any) -> None:
+        measure = self._of(node)
+        if measure and measure._run_started is not None:
+            measure.run_time = time.perf_counter() - measure._run_started
+
+    @hook_impl
+    def on_node_error(self, error: Exception, node: Any) -> None:
+        # The traceback as Kedro-Viz's hook takes it: from inside Kedro's handler.
+        if measure := self._of(node):
+            measure._failed(error, traceback.format_exc())
+
+
+# ------------------------------------------------------------- driver side --- #
+
+
+def node_runs(
+    messages: Iterable[Mapping[str, Any]],
+    retries: Mapping[str, int] | None = None,
+    moved_bytes: Mapping[str, int] | None = None,
+) -> list[NodeRun]:
+    """Records from the workers' messages, in the order the nodes started.
+
+    Args:
+        messages: ``NodeMeasure.message()`` of each node run; for a node run more
+            than once (retries), the last one counts.
+        retries: Retries of each node, as the driver counted them.
+        moved_bytes: Bytes of in-memory inputs moved to each node's worker (see
+            ``moved_input_bytes``).
+    """
+    last: dict[str, Mapping[str, Any]] = {}
+    for message in messages:
+        last[message["node"]] = message
+    records = [
+        NodeRun.from_dict(
+            message,
+            retries=(retries or {}).get(name, message.get("retries", 0)),
+            moved_bytes=(moved_bytes or {}).get(name, message.get("moved_bytes", 0)),
+        )
+        for name, message in last.items()
+    ]
+    return sorted(records, key=lambda record: record.start)
+
+
+def moved_input_bytes(
+    records: Iterable[NodeRun], pipeline: Any, nbytes: Mapping[str, int]
+) -> dict[str, int]:
+    """Bytes of in-memory inputs each node received from another worker.
+
+    Args:
+        records: The run's records (for the worker of each node).
+        pipeline: The Kedro pipeline that ran.
+        nbytes: Size of each in-memory dataset passed between nodes (e.g. Dask's
+            ``nbytes`` of the task that produced it); others are not counted.
+    """
+    worker_of = {record.node: record.worker for record in records}
+    producer = {output: n.name for n in pipeline.nodes for output in n.outputs}
+    moved: dict[str, int] = {}
+    for node in pipeline.nodes:
+        if node.name not in worker_of:
+            continue
+        moved[node.name] = sum(
+            nbytes[name]
+            for name in node.inputs
+            if name in nbytes
+            and name in producer
+            and worker_of.get(producer[name], worker_of[node.name])
+            != worker_of[node.name]
+        )
+    return moved
+
+
+def _iso(moment: float | datetime) -> str:
+    if isinstance(moment, datetime):
+        if moment.tzinfo is None:
+            moment = moment.astimezone()
+        return moment.astimezone(UTC).isoformat()
+    return datetime.fromtimestamp(moment, tz=UTC).isoformat()
+
+
+def _error_text(error: BaseException | str | None) -> tuple[str, str]:
+    if error is None:
+        return "", ""
+    if isinstance(error, BaseException):
+        return str(error), "".join(traceback.format_exception(error))
+    return str(error), ""
+
+
+def viz_events(
+    records: Sequence[NodeRun],
+    pipeline: Any,
+    *,
+    start: float | datetime,
+    end: float | datetime,
+    error: BaseException | str | None = None,
+) -> list[dict[str, Any]]:
+    """The events Kedro-Viz's hook would have recorded for this run.
+
+    Args:
+        records: The run's records.
+        pipeline: The Kedro pipeline that ran (for node ids, and for the node not
+            started that Kedro-Viz names when an error happened outside any node).
+        start: When the run started (driver's clock).
+        end: When it ended or failed.
+        error: The exception the run raised, if it failed.
+    """
+    nodes = {n.name: n for n in pipeline.nodes}
+    events: list[dict[str, Any]] = [
+        {"event": "before_pipeline_run", "timestamp": _iso(start)}
+    ]
+    ordered = sorted(records, key=lambda r: (r.start, r.end))
+    failures = sorted((r for r in ordered if r.failed), key=lambda r: r.end)
+    first_failure = failures[0] if failures else None
+
+    def dataset_event(event: DatasetEvent) -> dict[str, Any]:
+        entry = {
+            "event": f"after_dataset_{event.operation}",
+            "dataset": event.dataset,
+            "node_id": dataset_id(event.dataset),
+            "status": "Available",
+        }
+        if event.size is not None:
+            entry["size"] = event.size
+        return entry
+
+    for record in ordered:
+        ident = node_id(nodes[record.node]) if record.node in nodes else record.node
+        events.extend(
+            dataset_event(d) for d in record.datasets if d.operation == LOADED
+        )
+        if record.run_time is not None:
+            events.append(
+                {
+                    "event": "after_node_run",
+                    "node": record.node,
+                    "node_id": ident,
+                    "duration": record.run_time,
+                    "status": SUCCESS,
+                }
+            )
+        elif not record.failed:  # measured without hooks: the whole task
+            events.append(
+                {
+                    "event": "after_node_run",
+                    "node": record.node,
+                    "node_id": ident,
+                    "duration": record.duration,
+                    "status": SUCCESS,
+                }
+            )
+        # Kedro-Viz records a node error only when the function raised; a dataset
+        # that failed to load or save shows in the pipeline error instead. A run
+        # has only one pipeline error, so further such failures show as node errors.
+        if record.failed and (not record.failed_dataset or record is not first_failure):
+            events.append(
+                {
+                    "event": "on_node_error",
+                    "node": record.node,
+                    "node_id": ident,
+                    "error": record.error,
+                    "timestamp": _iso(record.end),
+                    "traceback": record.traceback,
+                }
+            )
+        events.extend(dataset_event(d) for d in record.datasets if d.operation == SAVED)
+
+    if error is None and first_failure is None:
+        events.append({"event": "after_pipeline_run", "timestamp": _iso(end)})
+        return events
+
+    message, text = _error_text(error)
+    if first_failure is not None:
+        message = message or first_failure.error
+        text = text or first_failure.traceback
+    failure: dict[str, Any] = {
+        "event": "on_pipeline_error",
+        "error": message,
+        "timestamp": _iso(end),
+        "traceback": text,
+    }
+    if first_failure is not None:
+        if first_failure.failed_dataset:
+            failure["dataset"] = first_failure.failed_dataset
+            failure["operation"] = first_failure.failed_operation
+        if first_failure.node in nodes:
+            failure["node"] = first_failure.node
+            failure["node_id"] = node_id(nodes[first_failure.node])
+    else:
+        started = {record.node for record in records}
+        waiting = [n for n in pipeline.nodes if n.name not in started]
+        if waiting:
+            failure.update(
+                node=waiting[0].name, node_id=node_id(waiting[0]), status="not_started"
+            )
+    events.append(failure)
+    return events
+
+
+def _kedro_viz_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("kedro_viz") is not None
+
+
+def viz_events_wanted(run_params: Mapping[str, Any] | None = None) -> bool:
+    """Whether Kedro-Viz would record this run, were it a ``SequentialRunner`` one.
+
+    False when Kedro-Viz is not installed, when the project disables its hooks
+    (``DISABLE_HOOKS_FOR_PLUGINS``), and for the partial runs Kedro-Viz skips, by
+    Kedro-Viz's own rule. ``run_params`` are those Kedro passes to pipeline hooks;
+    without them the run counts as a full one.
+    """
+    if not _kedro_viz_installed():
+        return False
+    from kedro.framework.project import settings
+
+    disabled = getattr(settings, "DISABLE_HOOKS_FOR_PLUGINS", ()) or ()
+    if "kedro-viz" in disabled:
+        return False
+    if run_params is None:
+        return True
+    from kedro_viz.integrations.kedro.hooks_utils import is_default_run
+
+    return bool(is_default_run(dict(run_params)))
+
+
+class _NotAboutThisRunner(logging.Filter):
+    """Drops Kedro-Viz's warning that it records only ``SequentialRunner`` runs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(
+            "Workflow tracking is disabled for non-sequential runners"
+        )
+
+
+def quiet_kedro_viz_runner_warning() -> None:
+    """Keep Kedro-Viz from warning, on each run, that it does not record it.
+
+    Kedro-Viz's hook warns in ``before_pipeline_run``, before the runner starts, so
+    call this when the runner is created. Its warning about partial runs stays: those
+    are not recorded either. Calling it again changes nothing.
+    """
+    logger = logging.getLogger("kedro_viz.integrations.kedro.run_hooks")
+    if not any(isinstance(f, _NotAboutThisRunner) for f in logger.filters):
+        logger.addFilter(_NotAboutThisRunner())
+
+
+def viz_events_path(project_path: str | Path) -> Path:
+    """The file Kedro-Viz reads for a project's last run."""
+    return Path(project_path) / VIZ_EVENTS_FILE
+
+
+def write_viz_events(
+    records: Sequence[NodeRun],
+    pipeline: Any,
+    path: str | Path,
+    *,
+    start: float | datetime,
+    end: float | datetime,
+    error: BaseException | str | None = None,
+    run_params: Mapping[str, Any] | None = None,
+) -> Path | None:
+    """Write the run for Kedro-Viz's Workflow view, as its hook would.
+
+    Does nothing, and returns ``None``, when ``viz_events_wanted(run_params)`` is
+    false (Kedro-Viz not installed, disabled, or a partial run): the previous
+    run's file then stays, as it does after such a ``SequentialRunner`` run.
+
+    Args:
+        records: The run's records.
+        pipeline: The Kedro pipeline that ran.
+        path: The events file, ``viz_events_path(project_path)``.
+        start: When the run started.
+        end: When it ended or failed.
+        error: The exception the run raised, if it failed.
+        run_params: The run's parameters, as Kedro passes them to pipeline hooks.
+
+    Returns:
+        The file written, or ``None``.
+    """
+    if not viz_events_wanted(run_params):
+        return None
+    events = viz_events(records, pipeline, start=start, end=end, error=error)
+    return _write_text(Path(path), json.dumps(events, indent=2))
+
+
+def _write_text(path: Path, text: str) -> Path:
+    """Write a file whole: readers never see half of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(text, encoding="utf-8")
+    partial.replace(path)
+    return path
+
+
+def run_record(
+    records: Sequence[NodeRun],
+    *,
+    run_id: str | None = None,
+    start: float | datetime | None = None,
+    end: float | datetime | None = None,
+    error: BaseException | str | None = None,
+) -> dict[str, Any]:
+    """The run record as plain data (what ``write_run_record`` writes)."""
+    message, _ = _error_text(error)
+    failed = bool(message) or any(r.failed for r in records)
+    return {
+        "format": RUN_RECORD_FORMAT,
+        "version": RUN_RECORD_VERSION,
+        "run_id": run_id,
+        "start": None if start is None else _iso(start),
+        "end": None if end is None else _iso(end),
+        "status": FAILED if failed else SUCCESS,
+        "error": message,
+        "workers": sorted({r.worker for r in records}),
+        "nodes": [
+            {**record.to_dict(), "duration": record.duration}
+            for record in sorted(records, key=lambda r: r.start)
+        ],
+    }
+
+
+def write_run_record(
+    records: Sequence[NodeRun],
+    path: str | Path,
+    *,
+    run_id: str | None = None,
+    start: float | datetime | None = None,
+    end: float | datetime | None = None,
+    error: BaseException | str | None = None,
+) -> Path:
+    """Write the JSON run record: for each node its worker, start and end (seconds
+    since the epoch, worker's clock), duration, run time, retries, moved bytes,
+    status, error and datasets. ``read_run_record`` reads it back."""
+    data = run_record(records, run_id=run_id, start=start, end=end, error=error)
+    return _write_text(Path(path), json.dumps(data, indent=2))
+
+
+def read_run_record(path: str | Path) -> list[NodeRun]:
+    """The node records of a file ``write_run_record`` wrote."""
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    if data.get("format") != RUN_RECORD_FORMAT:
+        raise ValueError(f"{path} is not a run record of a Dask run.")
+    return [NodeRun.from_dict(node) for node in data["nodes"]]
+
+
+def write_timeline(
+    records: Sequence[NodeRun], path: str | Path, *, title: str = "Dask run"
+) -> Path:
+    """Write the run as a timeline: one row per worker, a bar per node from its start
+    to its end, failed nodes red and hatched, details on hover.
+
+    The page is a single HTML file with bokeh's JavaScript inlined: it opens from
+    disk, offline, without a server.
+    """
+    from bokeh.embed import file_html
+    from bokeh.models import ColumnDataSource, HoverTool, LabelSet
+    from bokeh.plotting import figure
+    from bokeh.resources import INLINE
+
+    ordered = sorted(records, key=lambda r: r.start)
+    origin = min((r.start for r in ordered), default=0.0)
+    workers = sorted({r.worker or "?" for r in ordered}, reverse=True)
+    source = ColumnDataSource(
+        {
+            "node": [r.node for r in ordered],
+            "worker": [r.worker or "?" for r in ordered],
+            "left": [r.start - origin for r in ordered],
+            "right": [r.start - origin + max(r.duration, 1e-6) for r in ordered],
+            "duration": [f"{r.duration:.3f} s" for r in ordered],
+            "run_time": [
+                "" if r.run_time is None else f"{r.run_time:.3f} s" for r in ordered
+            ],
+            "status": [r.status for r in ordered],
+            "retries": [r.retries for r in ordered],
+            "moved": [r.moved_bytes for r in ordered],
+            "error": [r.error.splitlines()[0] if r.error else "" for r in ordered],
+            "color": ["#d62728" if r.failed else "#1f77b4" for r in ordered],
+            "hatch": ["x" if r.failed else " " for r in ordered],
+        }
+    )
+    plot = figure(
+        title=title,
+        y_range=workers,
+        height=120 + 60 * len(workers),
+        sizing_mode="stretch_width",
+        x_axis_label="seconds since the first node started",
+        tools="xpan,xwheel_zoom,reset,save",
+    )
+    plot.hbar(
+        y="worker",
+        left="left",
+        right="right",
+        height=0.6,
+        fill_color="color",
+        hatch_pattern="hatch",
+        hatch_color="white",
+        line_color="black",
+        source=source,
+    )
+    plot.add_layout(
+        LabelSet(
+            x="left",
+            y="worker",
+            text="node",
+            source=source,
+            x_offset=2,
+            y_offset=-6,
+            text_font_size="9pt",
+        )
+    )
+    plot.add_tools(
+        HoverTool(
+            tooltips=[
+                ("node", "@node"),
+                ("worker", "@worker"),
+                ("status", "@status"),
+                ("duration", "@duration"),
+                ("node function", "@run_time"),
+                ("retries", "@retries"),
+                ("inputs moved (bytes)", "@moved"),
+                ("error", "@error"),
+            ]
+        )
+    )
+    html = file_html(plot, INLINE, title)
+    return _write_text(Path(path), html)

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from kedro.framework.hooks import hook_impl
 from kedro.framework.hooks.manager import _create_hook_manager, _NullPluginManager
-from kedro.io import AbstractDataset
+from kedro.io import AbstractDataset, MemoryDataset
 from kedro.io.memory_dataset import _infer_copy_mode
 from kedro.pipeline import node
 from kedro_datasets.pandas import CSVDataset
@@ -25,6 +25,7 @@ from {{ cookiecutter.python_package }}.runner.worker import (
     chain_nodes_done,
     copy_mode_of,
     picklable_node_hooks,
+    received_dataset,
 )
 
 
@@ -248,6 +249,26 @@ def test_memory_input_copy_mode_of_the_catalog_is_honoured():
 
     assert result is original
     assert original == ["a", "b", "marker"]
+
+
+@pytest.mark.parametrize("copy_mode", ["assign", "copy", "deepcopy", None])
+def test_received_datasets_are_memory_datasets_of_their_own(copy_mode):
+    """Built from a prototype (Kedro's per-instance argument capture skipped),
+    each is a separate ``MemoryDataset`` that behaves as a new one would."""
+    first, second = received_dataset([1], copy_mode), received_dataset([2], copy_mode)
+    expected = MemoryDataset(copy_mode=copy_mode or "deepcopy")
+
+    assert type(first) is MemoryDataset
+    assert first is not second
+    assert (first.load(), second.load()) == ([1], [2])
+    assert first._copy_mode == expected._copy_mode
+    assert first._init_args == expected._init_args
+    assert first.metadata is None
+    first.save([3])
+    assert (first.load(), second.load()) == ([3], [2])
+    first.release()
+    assert not first.exists()
+    assert second.exists()
 
 
 class DataFrame:

@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 import cloudpickle
 from distributed import as_completed
+from kedro.io import MemoryDataset
+from kedro.io.memory_dataset import _copy_with_mode
 from kedro.runner import AbstractRunner
 
 from .cluster import DaskCluster
@@ -36,7 +38,13 @@ from .graph import DaskGraph, Key, PipelineGraph, UnpicklableError
 from .node_logs import LogSettings, NodeLogs
 from .plugins import by_value, erred_on
 from .services import NodeProgress, RunOptions, run_services
-from .worker import NODE_NOTE, RunContext, chain_nodes_done, picklable_node_hooks
+from .worker import (
+    NODE_NOTE,
+    RunContext,
+    chain_nodes_done,
+    copy_mode_of,
+    picklable_node_hooks,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -196,7 +204,7 @@ class DaskRunner(AbstractRunner):
 
         # The node that produced them logged "Saving data to ..." on its worker.
         for name, value in outputs.items():
-            catalog[name].save(value)
+            _store(catalog[name], value)
 
     def _follow(
         self,
@@ -219,7 +227,9 @@ class DaskRunner(AbstractRunner):
         output_keys = dask_graph.output_keys
         wanted = set(output_keys.values())
         keys = [*nodes_of, *sorted(wanted - nodes_of.keys())]
-        futures = client.get(dask_graph.submittable(), keys, sync=False)
+        futures = client.get(
+            _expression(dask_graph.submittable(), dask_graph.token), keys, sync=False
+        )
         kept = {f.key: f for f in futures if f.key in wanted}
         pending = as_completed(futures[: len(nodes_of)], loop=client.loop)
         del futures  # so each result is freed as soon as Dask no longer needs it
@@ -240,6 +250,7 @@ class DaskRunner(AbstractRunner):
                 catalog.confirm(name)
             release.after(node)
 
+        succeeded = False
         try:
             for future in pending:
                 if future.status == "lost":  # its worker died: Dask computes it again
@@ -259,10 +270,16 @@ class DaskRunner(AbstractRunner):
                     node_done(node)
                 del future
             values = client.gather([kept[key] for key in output_keys.values()])
+            succeeded = True
             return dict(zip(output_keys, values, strict=True))
         finally:
-            # On failure or Ctrl-C, leave nothing of this run on the cluster.
-            client.cancel([*pending.futures, *kept.values()], force=True)
+            # On failure or Ctrl-C, leave nothing of this run on the cluster. On
+            # success every task has finished: the outputs' futures are released
+            # as they go out of scope, as ``client.get`` releases its own (a
+            # forced cancel of hundreds of finished keys costs the scheduler
+            # ~0.4 ms each).
+            if not succeeded:
+                client.cancel([*pending.futures, *kept.values()], force=True)
 
 
 class _Releaser:
@@ -336,6 +353,41 @@ def _missing_module(
         f"Dask worker {where} cannot import '{module}' to run node '{node.name}': "
         f"{fix}."
     )
+
+
+def _expression(graph: Any, token: str) -> Any:
+    """``graph`` as the expression ``Client.get`` makes of it, named by the run.
+
+    ``Client.get`` wraps a graph in an expression named by a deterministic
+    token of the whole graph, which walks every task and its pickled bytes
+    (~0.35 ms per node in the driver). The run's token is already unique.
+    """
+    if not token:
+        return graph
+    try:
+        from dask._expr import HLGExpr, LLGExpr
+        from dask.highlevelgraph import HighLevelGraph
+    except ImportError:  # another dask layout: let Client.get tokenize
+        return graph
+    if isinstance(graph, HighLevelGraph):
+        return HLGExpr(graph, _determ_token=token)
+    if isinstance(graph, dict):
+        return LLGExpr(graph, _determ_token=token)
+    return graph
+
+
+def _store(dataset: Any, value: Any) -> None:
+    """Save a free output the cluster returned into the driver's catalog.
+
+    What ``MemoryDataset.save`` does, without its copy-mode inference, whose
+    failed ``import ibis`` searches ``sys.path`` again on every save (see
+    ``worker.copy_mode_of``); other datasets are saved as they are.
+    """
+    if type(dataset) is MemoryDataset:
+        copy_mode = dataset._copy_mode or copy_mode_of(value)
+        dataset._data = _copy_with_mode(value, copy_mode=copy_mode)
+    else:
+        dataset.save(value)
 
 
 def _pickled_inputs(catalog: CatalogProtocol, names: list[str]) -> dict[str, bytes]:

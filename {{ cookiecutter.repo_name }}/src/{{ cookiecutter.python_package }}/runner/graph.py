@@ -61,12 +61,15 @@ class DaskGraph:
         node_keys: The task key of each node; the nodes of a chain share the key
             of its last node.
         output_keys: The key of each free in-memory output of the pipeline.
+        annotations: The Dask options of the tasks that have some.
+        token: The run's token, unique per run, in every task key.
     """
 
     graph: dict[Key, Any]
     node_keys: dict[Node, Key]
     output_keys: dict[str, Key]
     annotations: dict[Key, dict[str, Any]] = field(default_factory=dict)
+    token: str = ""
 
     def submittable(self) -> Mapping[str, Any]:
         """The graph in the form ``Client.get`` takes, with per-node Dask options.
@@ -240,6 +243,7 @@ class PipelineGraph:
             node_keys=node_keys,
             output_keys={name: data_keys[name] for name in self.free_outputs},
             annotations=annotations,
+            token=token,
         )
 
     def chains(

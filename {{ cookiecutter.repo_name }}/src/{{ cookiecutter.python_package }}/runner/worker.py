@@ -16,6 +16,7 @@ registered once per worker process and run.
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import logging
 import pickle
@@ -154,9 +155,25 @@ def received_dataset(data: Any, copy_mode: str | None) -> MemoryDataset:
     so a node that mutates its input cannot change what other consumers see. The
     mode is settled here (see ``copy_mode_of``) so loading skips Kedro's guess.
     """
-    dataset = MemoryDataset(copy_mode=copy_mode or copy_mode_of(data))  # type: ignore[arg-type]
+    dataset = _memory_dataset(copy_mode or copy_mode_of(data))
     dataset._data = data
     return dataset
+
+
+def _memory_dataset(copy_mode: str) -> MemoryDataset:
+    """An empty ``MemoryDataset(copy_mode=copy_mode)``, copied from a prototype.
+
+    Kedro wraps every dataset's ``__init__`` to record its arguments with
+    ``inspect.getcallargs``, about a tenth of a millisecond per instance; a node
+    task needs one per in-memory input and output. A shallow copy of an empty
+    instance is the same dataset, built without that.
+    """
+    return copy.copy(_prototype(copy_mode))
+
+
+@functools.cache
+def _prototype(copy_mode: str) -> MemoryDataset:
+    return MemoryDataset(copy_mode=copy_mode)  # type: ignore[arg-type]
 
 
 def copy_mode_of(data: Any) -> str:
@@ -246,7 +263,7 @@ class NodeTask:
         for (name, copy_mode), value in zip(self.memory_inputs, inputs, strict=True):
             datasets[name] = received_dataset(value, copy_mode)
         for name in self.memory_outputs:
-            datasets[name] = MemoryDataset(copy_mode="assign")
+            datasets[name] = _memory_dataset("assign")
         catalog = _NodeCatalog(datasets=datasets)
         if self.validator_specs:
             catalog._validator_specs.update(self.validator_specs)

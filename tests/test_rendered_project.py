@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import sys
 import types
+from pathlib import Path
 
 import pytest
 from kedro.framework.cli.utils import KedroCliError
@@ -15,6 +16,7 @@ from kedro.runner import SequentialRunner
 
 from .conftest import (
     DASK_RUNNER,
+    KEDRO_RUN_TIMEOUT,
     PACKAGE,
     REPO_ROOT,
     assert_has_csv_and_parquet,
@@ -328,3 +330,89 @@ def test_packaged_project_needs_no_development_tools(fresh_project):
     assert {"kedro", "distributed", "dask"} <= runtime, runtime
     assert not runtime & {"pytest", "ruff"}, runtime
     assert {"pytest", "ruff"} <= dev, dev
+
+
+# --------------------------------------------------------------------------- #
+# The embedded LocalCluster through the real ``kedro`` command
+# --------------------------------------------------------------------------- #
+# The ``kedro`` console script, not ``python -m kedro``: multiprocessing's spawn
+# runs a main script again in every worker process, not a main module.
+KEDRO_COMMAND = Path(sys.executable).with_name("kedro")
+# What distributed logs at INFO in a worker process; none of it may reach the user.
+_WORKER_INTERNALS = (
+    "Start worker at",
+    "Listening to",
+    "Worker name",
+    "dashboard at",
+    "Local Directory",
+    "Starting Worker plugin",
+    "Registered to",
+    "Starting established connection",
+    "Stopping worker",
+    "Removing Worker plugin",
+    "has been closed",
+    "Creating preload",
+    "Import preload module",
+    "Run preload setup",
+    "Compute Failed",
+)
+
+
+@pytest.fixture(scope="module")
+def command_project(rendered_project, tmp_path_factory):
+    """A copy of the project for ``kedro`` command runs."""
+    return copy_project(rendered_project, tmp_path_factory.mktemp("kedro-command"))
+
+
+def kedro_command(project, *args: str):
+    assert KEDRO_COMMAND.exists(), KEDRO_COMMAND
+    return run_cmd(
+        [KEDRO_COMMAND, *args],
+        cwd=project,
+        timeout=KEDRO_RUN_TIMEOUT,
+        env=base_env(project),
+    )
+
+
+def test_kedro_command_embedded_cluster_prints_what_the_driver_shows(
+    command_project,
+):
+    """The worker processes print none of Dask's INFO, nor Kedro's note of its
+    logging configuration (the driver printed it, once); the driver's line of
+    what Dask started, with the dashboard link, stays."""
+    result = kedro_command(command_project, "run", "--runner", DASK_RUNNER)
+
+    assert result.returncode == 0, result.describe()
+    assert result.output.count("Using 'conf/logging.yml'") == 1, result.describe()
+    for text in _WORKER_INTERNALS:
+        assert text not in result.output, (text, result.describe())
+    assert re.search(
+        r"Started a Dask LocalCluster at tcp://127\.0\.0\.1:\d+; dashboard: "
+        r"http://127\.0\.0\.1:\d+/status",
+        result.output,
+    ), result.describe()
+    assert "Completed 14 out of 14 tasks" in result.output, result.describe()
+
+
+def test_kedro_command_failing_node_is_reported_by_the_driver_only(
+    command_project,
+):
+    """A node raising on a worker: its error is shown once, by the driver; the
+    worker's "Compute Failed" report of the task is not printed."""
+    result = kedro_command(
+        command_project,
+        "run",
+        "--runner",
+        DASK_RUNNER,
+        "--pipelines",
+        "data_processing",
+        "--params",
+        "raw_data.start_date=notadate",
+    )
+
+    assert result.returncode != 0, result.describe()
+    assert "generate_raw_sales_node" in result.output, result.describe()
+    assert "notadate" in result.output, result.describe()
+    for text in _WORKER_INTERNALS:
+        assert text not in result.output, (text, result.describe())
+    assert result.output.count("Using 'conf/logging.yml'") == 1, result.describe()

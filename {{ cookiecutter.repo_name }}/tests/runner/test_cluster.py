@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+import multiprocessing.spawn
 import os
 import signal
+import sys
 import time
+import types
 
 import dask.config
 import psutil
@@ -12,9 +16,14 @@ import pytest
 from distributed import Client, LocalCluster
 from distributed.core import Status
 
-from {{ cookiecutter.python_package }}.runner import DaskClusterError, DaskRunner
+from {{ cookiecutter.python_package }}.runner import (
+    DaskClusterError,
+    DaskRunner,
+    worker_setup,
+)
 from {{ cookiecutter.python_package }}.runner.cluster import (
     DaskCluster,
+    _no_main_rerun,
     validate_client_args,
 )
 
@@ -229,3 +238,119 @@ def test_scheduler_without_workers_fails_the_run_in_bounded_time():
 
     assert empty.scheduler_address in str(excinfo.value)
     assert elapsed < 15
+
+
+# --------------------------------------------------------------------------- #
+# The worker processes of the runner's LocalCluster (worker_setup)
+# --------------------------------------------------------------------------- #
+def log_on_worker(marker: str) -> None:
+    """What a worker process's Dask logs: INFO is kept out, WARNING shows."""
+    logger = logging.getLogger("distributed.worker")
+    logger.info("%s info", marker)
+    logger.warning("%s warning", marker)
+
+
+def worker_process_state() -> dict:
+    main = sys.modules["__main__"]
+    return {
+        "main": getattr(main, "__file__", None),
+        "distributed_level": logging.getLogger("distributed").getEffectiveLevel(),
+        "kedro_cli": "kedro.framework.cli" in sys.modules,
+    }
+
+
+def test_local_cluster_workers_keep_dask_info_out_and_show_warnings(capfd):
+    """The worker processes share the console: Dask's INFO banners stay out of it
+    from the start (nothing of it is printed), its warnings still show."""
+    cluster = DaskCluster({"n_workers": 1, "dashboard_address": "127.0.0.1:0"})
+    before = dict(os.environ)
+
+    with cluster.connect() as client:
+        [state] = client.run(worker_process_state).values()
+        client.run(log_on_worker, "kedro-dask-marker")
+
+    assert state["distributed_level"] >= logging.WARNING, state
+    assert not state["kedro_cli"], state
+    err = capfd.readouterr().err
+    assert "kedro-dask-marker warning" in err
+    assert "kedro-dask-marker info" not in err
+    for banner in ("Start worker at", "Registered to", "preload", "Stopping worker"):
+        assert banner not in err, err
+    assert dict(os.environ) == before, "the workers' environment stayed set here"
+
+
+def launcher_module(**names: object) -> types.ModuleType:
+    """A main module as a console script (``kedro``) is: a file, no spec."""
+    main = types.ModuleType("__main__")
+    main.__file__ = "/venv/bin/kedro"
+    main.__spec__ = None
+    main.sys = sys
+    main.__dict__.update(names)
+    return main
+
+
+def defined_in_main() -> None:
+    """A function of a script that multiprocessing must run again to unpickle."""
+
+
+defined_in_main.__module__ = "__main__"
+
+
+def test_a_launcher_script_is_not_run_again_in_worker_processes(monkeypatch):
+    main = launcher_module(main=square)  # imported, as ``kedro`` imports its CLI
+    monkeypatch.setitem(sys.modules, "__main__", main)
+
+    with _no_main_rerun():
+        data = multiprocessing.spawn.get_preparation_data("worker")
+        assert "init_main_from_path" not in data
+        assert data["init_main_from_name"] == "__main__"  # which spawn skips
+    assert main.__spec__ is None
+
+
+def test_a_script_defining_functions_is_run_again_as_dask_would(monkeypatch):
+    main = launcher_module(func=defined_in_main)
+    monkeypatch.setitem(sys.modules, "__main__", main)
+
+    with _no_main_rerun():
+        data = multiprocessing.spawn.get_preparation_data("worker")
+        assert data["init_main_from_path"].endswith("kedro")
+    assert main.__spec__ is None
+
+
+def record(logger_name: str, msg: str, *args: object) -> logging.LogRecord:
+    return logging.LogRecord(logger_name, logging.ERROR, __file__, 1, msg, args, None)
+
+
+RUN_KEY = ("train_model-0123456789abcdef0123456789abcdef", "train_model_node")
+
+
+@pytest.mark.parametrize(
+    ("key", "shown"),
+    [
+        (RUN_KEY, False),
+        (("kedro-input-0123456789abcdef0123456789abcdef", "params:x"), False),
+        ("inc-0123456789abcdef0123456789abcdef", True),  # a node's own Dask task
+        (("array-0123456789abcdef0123456789abcdef", 0), True),
+    ],
+)
+def test_compute_failed_is_dropped_for_the_tasks_of_a_run_only(key, shown):
+    worker_setup.set_up_logging()
+    worker_setup.set_up_logging()  # idempotent: one filter per logger
+    logger = logging.getLogger("distributed.worker")
+    failed = record(logger.name, "Compute Failed\nKey: %s\n", key, "state", "task")
+
+    assert len(logger.filters) == len({type(f) for f in logger.filters})
+    assert logger.filter(failed) is shown
+    assert logger.filter(record(logger.name, "Worker is at 95%% memory")) is True
+
+
+def test_kedro_logging_note_is_dropped_on_workers():
+    worker_setup.set_up_logging()
+    logger = logging.getLogger("kedro.framework.project")
+    note = (
+        "Using 'conf/logging.yml' as logging configuration. You can change this "
+        "by setting the KEDRO_LOGGING_CONFIG environment variable accordingly."
+    )
+
+    assert logger.filter(record(logger.name, note)) is False
+    assert logger.filter(record(logger.name, "Something else")) is True

@@ -11,14 +11,19 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import os
+import sys
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
+from importlib.machinery import ModuleSpec
+from pathlib import Path
 from typing import Any
 
 import dask.config
 from distributed import Client, LocalCluster, Nanny, Security
 from kedro.utils import load_obj
 
+from . import worker_setup
 from .errors import DaskClusterError
 
 logger = logging.getLogger(__name__)
@@ -64,30 +69,21 @@ _LOCAL_CLUSTER_OPTIONS = (
 _LOCALHOST = "127.0.0.1"
 # Messages Dask logs whenever a worker is closed while a node runs: expected when
 # the run is interrupted, and noise then.
-_CLOSING_NOISE = (
-    "ended with CancelledError",  # the worker's in-flight task
-    "Worker process still alive after",  # the nanny then kills the worker process
+_CLOSING_NOISE = worker_setup.CLOSING_NOISE
+_CLOSING_LOGGERS = worker_setup.CLOSING_LOGGERS
+# The set-up of each worker process of a LocalCluster the runner starts, a Dask
+# preload given by its path: Dask imports the file alone, before anything of Kedro
+# or of the project (see the module's docstring). Without a source file (an
+# installation of compiled files only), by its module name.
+_WORKER_PRELOAD = (
+    str(Path(worker_setup.__file__).resolve())
+    if str(worker_setup.__file__).endswith(".py")
+    else worker_setup.__name__
 )
-_CLOSING_LOGGERS = ("distributed.worker.state_machine", "distributed.nanny")
-# Worker preload (the text of a script, run in each worker process of a LocalCluster
-# the runner starts). Those processes share the driver's process group, so Ctrl-C
-# in a terminal signalled them too: each died of its own KeyboardInterrupt, with
-# tracebacks and heartbeat errors, racing the driver, which is the one that cancels
-# the run and closes them (``_close_interrupted``).
-_WORKER_PRELOAD = f"""\
-import logging, signal, threading
-
-
-class _ClosingNoise(logging.Filter):
-    def filter(self, record):
-        return not any(part in record.getMessage() for part in {_CLOSING_NOISE!r})
-
-
-def dask_setup(worker):
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's
-    logging.getLogger({_CLOSING_LOGGERS[0]!r}).addFilter(_ClosingNoise())
-"""
+# Environment of those worker processes from their start, when Dask, as it is
+# imported, sets up its logging from its config: its INFO messages (worker
+# banners, connections, preloads) are kept out of the console they share.
+_WORKER_ENVIRON = {"DASK_DISTRIBUTED__LOGGING__DISTRIBUTED": "warning"}
 
 _NUMBER = (int, float)
 _DURATION = (int, float, str)  # seconds, or a Dask duration such as "30s"
@@ -327,21 +323,27 @@ class DaskCluster:
     ) -> Iterator[Client]:
         cluster_class = load_obj(cluster["class"])
         kwargs = dict(cluster.get("kwargs") or {})
-        if isinstance(cluster_class, type) and issubclass(cluster_class, LocalCluster):
-            kwargs = _local_worker_processes(_loopback_only(kwargs))
-        if "security" in client_kwargs:
-            kwargs.setdefault("security", client_kwargs["security"])
-        with self._own(
-            cluster_class(**kwargs), cluster.get("adapt"), client_kwargs
-        ) as c:
-            yield c
+        with ExitStack() as stack:
+            if isinstance(cluster_class, type) and issubclass(
+                cluster_class, LocalCluster
+            ):
+                kwargs = _local_worker_processes(_loopback_only(kwargs))
+                stack.enter_context(_worker_processes(kwargs))
+            if "security" in client_kwargs:
+                kwargs.setdefault("security", client_kwargs["security"])
+            with self._own(
+                cluster_class(**kwargs), cluster.get("adapt"), client_kwargs
+            ) as c:
+                yield c
 
     @contextmanager
     def _local_cluster(self, **options: Any) -> Iterator[Client]:
         client_kwargs = {"timeout": options.pop("timeout", DEFAULT_CONNECT_TIMEOUT)}
-        cluster = LocalCluster(**_local_worker_processes(_loopback_only(options)))
-        with self._own(cluster, None, client_kwargs) as client:
-            yield client
+        options = _local_worker_processes(_loopback_only(options))
+        with _worker_processes(options):
+            cluster = LocalCluster(**options)
+            with self._own(cluster, None, client_kwargs) as client:
+                yield client
 
     @contextmanager
     def _own(
@@ -382,12 +384,71 @@ def _loopback_only(options: dict[str, Any]) -> dict[str, Any]:
 
 
 def _local_worker_processes(options: dict[str, Any]) -> dict[str, Any]:
-    """LocalCluster options whose worker processes leave Ctrl-C to the driver."""
+    """LocalCluster options whose worker processes are set up by ``worker_setup``:
+    Ctrl-C left to the driver, nothing printed that the driver shows."""
     if not options.get("processes", True):
         return options  # thread-only: the workers live in the driver
     preload = options.get("preload") or []
     preload = [preload] if isinstance(preload, str) else list(preload)
     return {**options, "preload": [*preload, _WORKER_PRELOAD]}
+
+
+@contextmanager
+def _worker_processes(options: Mapping[str, Any]) -> Iterator[None]:
+    """Around the life of a LocalCluster: how its worker processes start.
+
+    - Dask's ``distributed.nanny.pre-spawn-environ`` gives them
+      ``_WORKER_ENVIRON`` (a variable already set in this process wins); Dask
+      sets it in this process too, so it is taken out again at the end.
+    - They do not run the main script again (see ``_no_main_rerun``).
+    """
+    if not options.get("processes", True):
+        yield  # thread-only: no worker process
+        return
+    key = "distributed.nanny.pre-spawn-environ"
+    environ = {**(dask.config.get(key, default=None) or {}), **_WORKER_ENVIRON}
+    added = [name for name in _WORKER_ENVIRON if name not in os.environ]
+    try:
+        with dask.config.set({key: environ}), _no_main_rerun():
+            yield
+    finally:
+        for name in added:
+            os.environ.pop(name, None)
+
+
+@contextmanager
+def _no_main_rerun() -> Iterator[None]:
+    """Spawn worker processes without running the main script in each.
+
+    A process started by multiprocessing's ``spawn`` (Dask's
+    ``distributed.worker.multiprocessing-method``) first runs the parent's main
+    script again, as ``__mp_main__``, so that what it defines can be unpickled;
+    not when it ran as a module (``python -m kedro``). The ``kedro`` command
+    (and the project's own) is a launcher script defining nothing: running it
+    again imports Kedro's whole CLI and applies Kedro's logging in every worker,
+    before Dask's. Such a script is marked as a module while the cluster lives,
+    which spawn does not run again. A script defining functions or classes is
+    run again, as Dask would.
+    """
+    main = sys.modules.get("__main__")
+    if main is None or getattr(main, "__spec__", None) is not None:
+        yield  # a module (python -m ...): not run again anyway
+        return
+    if any(_defined_in_main(value) for value in vars(main).values()):
+        yield
+        return
+    main.__spec__ = ModuleSpec("__main__", None)
+    try:
+        yield
+    finally:
+        main.__spec__ = None
+
+
+def _defined_in_main(value: Any) -> bool:
+    """Whether ``value`` is a function or class of the main script."""
+    return (
+        isinstance(value, type) or inspect.isfunction(value)
+    ) and value.__module__ == "__main__"
 
 
 def _close_interrupted(client: Client, cluster: Any) -> None:
@@ -406,7 +467,7 @@ def _close_interrupted(client: Client, cluster: Any) -> None:
         return  # e.g. batch jobs: their own close cancels them
     workers = list(cluster.workers.values())
     logger.info("Interrupted: stopping the %d Dask workers of the run", len(workers))
-    quiet = _DropMessages(_CLOSING_NOISE)
+    quiet = worker_setup.DropMessages(_CLOSING_NOISE)
     loggers = [logging.getLogger(name) for name in _CLOSING_LOGGERS]
     for closing_logger in loggers:
         closing_logger.addFilter(quiet)
@@ -416,16 +477,6 @@ def _close_interrupted(client: Client, cluster: Any) -> None:
     finally:
         for closing_logger in loggers:
             closing_logger.removeFilter(quiet)
-
-
-class _DropMessages(logging.Filter):
-    def __init__(self, fragments: tuple[str, ...]):
-        super().__init__()
-        self._fragments = fragments
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        return not any(fragment in message for fragment in self._fragments)
 
 
 async def _stop_workers(workers: list[Any], timeout: float) -> None:

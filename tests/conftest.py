@@ -30,9 +30,16 @@ import pytest
 from cookiecutter.main import cookiecutter
 from distributed import Client
 
+from . import probes
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE_DIR = REPO_ROOT / "{{ cookiecutter.repo_name }}"
 TEMPLATE_PACKAGE_DIR = TEMPLATE_DIR / "src" / "{{ cookiecutter.python_package }}"
+FIXTURES_DIR = Path(__file__).resolve().parent / "fixtures"
+RECORD_DIR_VARIABLE = "KEDRO_TEST_RECORD_DIR"  # see fixtures/recorded_project
+
+# Project overlays, copied into projects by ``add_overlay``: not test modules.
+collect_ignore = ["fixtures"]
 
 PROJECT_NAME = "Dask Demo"
 REPO_NAME = "dask-demo"
@@ -185,13 +192,18 @@ def assert_one_clear_error(result: Result, *needles: str) -> str:
     return lines[0]
 
 
-def kedro(project_dir: Path, *args: str, timeout: float = KEDRO_RUN_TIMEOUT) -> Result:
-    """``python -m kedro <args>`` from ``project_dir``."""
+def kedro(
+    project_dir: Path,
+    *args: str,
+    timeout: float = KEDRO_RUN_TIMEOUT,
+    **extra_env: str,
+) -> Result:
+    """``python -m kedro <args>`` from ``project_dir``, with ``extra_env``."""
     return run_cmd(
         [sys.executable, "-m", "kedro", *args],
         cwd=project_dir,
         timeout=timeout,
-        env=base_env(project_dir),
+        env={**base_env(project_dir), **extra_env},
     )
 
 
@@ -258,62 +270,91 @@ def assert_has_csv_and_parquet(files: dict[str, Path]) -> None:
     assert any(_is_parquet(rel) for rel in files), sorted(files)
 
 
-_PIPELINE_TASKS_SCRIPT = """
-import json, pathlib, sys
-from kedro.framework.project import pipelines
-from kedro.framework.session import KedroSession
-from kedro.framework.startup import bootstrap_project
-from kedro.pipeline import Pipeline
-
-metadata = bootstrap_project(pathlib.Path.cwd())
-runner = metadata.package_name + ".runner"
-PipelineGraph = __import__(runner + ".graph", fromlist=["x"]).PipelineGraph
-RunOptions = __import__(runner + ".services", fromlist=["x"]).RunOptions
-names, env = sys.argv[1], sys.argv[2] or None
-with KedroSession.create(project_path=pathlib.Path.cwd(), env=env) as session:
-    context = session.load_context()
-    pipeline = sum((pipelines[name] for name in names.split(",")), Pipeline([]))
-    for dataset in pipeline.datasets():
-        context.catalog.get(dataset, fallback_to_runtime_pattern=True)
-    options = RunOptions.from_mapping(context.params.get("dask_runner"))
-    graph = PipelineGraph(pipeline, context.catalog)
-    chains = (
-        graph.chains(options.annotations)
-        if options.fuse_chains
-        else [[node] for node in pipeline.nodes]
-    )
-tasks = {chain[-1].name: [node.name for node in chain] for chain in chains}
-print("PIPELINE_TASKS=" + json.dumps(tasks))
-"""
-
-
-def pipeline_tasks(
-    project_dir: Path, pipeline: str = "__default__", env: str | None = None
-) -> dict[str, list[str]]:
-    """The Dask tasks a DaskRunner run of ``pipeline`` (names, comma-separated)
-    in ``env`` submits: the node name in each task key -> the nodes that task runs
-    (several for a linear chain, ``fuse_chains``). Read with the project's own
-    ``PipelineGraph``, in a subprocess, so the test process never imports the
-    project package."""
-    result = run_cmd(
-        [sys.executable, "-c", _PIPELINE_TASKS_SCRIPT, pipeline, env or ""],
-        cwd=project_dir,
-        timeout=120,
-        env=base_env(project_dir),
-    )
-    assert result.returncode == 0, result.describe()
-    for line in result.output.splitlines():
-        if line.startswith("PIPELINE_TASKS="):
-            tasks = json.loads(line.removeprefix("PIPELINE_TASKS="))
-            assert tasks, "the pipeline has no node"
-            return tasks
-    raise AssertionError(f"no tasks printed\n{result.describe()}")
-
-
 def pipeline_node_names(project_dir: Path, pipeline: str = "__default__") -> list[str]:
-    """Node names of a registered pipeline (comma-separated names: their sum)."""
-    tasks = pipeline_tasks(project_dir, pipeline)
-    return sorted(name for names in tasks.values() for name in names)
+    """Node names of a registered pipeline (comma-separated names: their union),
+    as the project's ``kedro registry describe`` lists them."""
+    names: set[str] = set()
+    for name in pipeline.split(","):
+        result = kedro_ok(project_dir, "registry", "describe", name, timeout=120)
+        _, found, listing = result.output.partition("\nNodes:\n")
+        assert found, f"no node listing\n{result.describe()}"
+        names.update(re.findall(r"^- (\S+) \(", listing, re.MULTILINE))
+    assert names, f"the pipeline {pipeline!r} has no node"
+    return sorted(names)
+
+
+# --------------------------------------------------------------------------- #
+# Project overlays (tests/fixtures) and what their hooks record
+# --------------------------------------------------------------------------- #
+def add_overlay(project: Path, overlay: str, **placeholders: str) -> Path:
+    """Copy ``tests/fixtures/<overlay>`` over ``project`` (a copy), replacing
+    ``PACKAGE_NAME`` in paths and texts by the package name, and each other
+    ``placeholders`` key in texts by its value. Existing files are refused: an
+    overlay adds to a project, it does not change what the template renders."""
+    replace = {"PACKAGE_NAME": PACKAGE, **placeholders}
+    source = FIXTURES_DIR / overlay
+    assert source.is_dir(), source
+    for path in sorted(source.rglob("*")):
+        if not path.is_file() or "__pycache__" in path.parts:
+            continue
+        rel = path.relative_to(source).as_posix().replace("PACKAGE_NAME", PACKAGE)
+        dest = Path(project) / rel
+        assert not dest.exists(), f"{overlay} would overwrite {rel}"
+        text = path.read_text()
+        for placeholder, value in replace.items():
+            text = text.replace(placeholder, value)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_text(text)
+    return project
+
+
+def add_run_recorder(project: Path) -> Path:
+    """Add the ``recorded_project`` overlay and register its ``RunRecorder`` hook
+    in the project's settings: with ``RECORD_DIR_VARIABLE`` set for ``kedro
+    run``, every node that runs, and every error a node raises, is recorded
+    where it happened (see ``recorded_nodes``)."""
+    add_overlay(project, "recorded_project")
+    settings = Path(project) / "src" / PACKAGE / "settings.py"
+    settings.write_text(
+        settings.read_text()
+        + "\n\n# Added by the starter's tests: tests/fixtures/recorded_project.\n"
+        + "from .recording_hooks import HOOKS  # noqa: E402, F401\n"
+    )
+    return project
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line]
+
+
+def recorded_nodes(record_dir: Path) -> list[dict]:
+    """What ``RunRecorder`` saw: one record per node run, with ``node``, the
+    ``worker`` address and ``worker_name`` it ran on, ``pid`` and ``time``."""
+    return read_jsonl(Path(record_dir) / "nodes.jsonl")
+
+
+def workers_of_nodes(record_dir: Path) -> dict[str, list[str | None]]:
+    """Node name -> the name of the Dask worker of each of its runs (None for a
+    run outside a worker), from ``recorded_nodes``."""
+    ran_on: dict[str, list[str | None]] = {}
+    for entry in recorded_nodes(record_dir):
+        ran_on.setdefault(entry["node"], []).append(entry["worker_name"])
+    return ran_on
+
+
+def run_recorded(
+    project: Path, record_dir: Path, *args: str, timeout: float = KEDRO_RUN_TIMEOUT
+) -> tuple[Result, dict[str, list[str | None]]]:
+    """``kedro <args>`` in a project with ``add_run_recorder``, recording into
+    ``record_dir`` (new): the result, and node -> the Dask worker name of each of
+    its runs (``workers_of_nodes``)."""
+    record_dir = Path(record_dir)
+    assert not recorded_nodes(record_dir), f"{record_dir} already holds records"
+    env = {RECORD_DIR_VARIABLE: str(record_dir)}
+    result = kedro(project, *args, timeout=timeout, **env)
+    return result, workers_of_nodes(record_dir)
 
 
 def render_with_cookiecutter(output_dir: Path, **extra_context: str) -> Path:
@@ -537,26 +578,10 @@ def dask_cluster(
     )
 
 
-# A function shipped to the workers with ``Client.run``. It is compiled in a module
-# namespace that does not exist on the workers, so cloudpickle sends it by value.
-_PROBE_SOURCE = '''
-def executed_keys(dask_worker):
-    """Keys of the tasks this worker executed (transition executing -> done)."""
-    keys = []
-    for entry in list(dask_worker.state.log):
-        if len(entry) >= 3 and entry[1] == "executing" and entry[2] != "error":
-            keys.append(entry[0])
-    return {"name": dask_worker.name, "keys": keys}
-'''
-_probe_namespace: dict = {"__name__": "_starter_tests_dask_probe"}
-exec(compile(_PROBE_SOURCE, "<dask-probe>", "exec"), _probe_namespace)
-executed_keys_probe = _probe_namespace["executed_keys"]
-
-
 def executed_keys_by_worker(address: str) -> dict[str, list[str]]:
     """Worker name -> keys of every task that worker has executed so far."""
     with Client(address, timeout=10) as client:
-        replies = client.run(executed_keys_probe)
+        replies = client.run(probes.executed_keys)
     return {reply["name"]: reply["keys"] for reply in replies.values()}
 
 
@@ -568,11 +593,6 @@ def node_of_key(key: Any, node_names: Collection[str]) -> str | None:
     if isinstance(key, tuple) and len(key) == 2 and key[1] in node_names:
         return key[1]
     return None
-
-
-def nodes_of_key(key: Any, tasks: dict[str, list[str]]) -> list[str]:
-    """The nodes a task key ran (see ``pipeline_tasks``); none for other keys."""
-    return list(tasks.get(node_of_key(key, tasks) or "", []))
 
 
 def run_token(key: Any) -> str | None:
@@ -597,14 +617,11 @@ def rendered_project(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def pipeline_task_nodes(rendered_project) -> dict[str, list[str]]:
-    """The default pipeline's Dask tasks -> the nodes each runs."""
-    return pipeline_tasks(rendered_project)
-
-
-@pytest.fixture(scope="session")
-def node_names(pipeline_task_nodes) -> list[str]:
-    return sorted(name for names in pipeline_task_nodes.values() for name in names)
+def node_names(rendered_project, tmp_path_factory) -> list[str]:
+    """The default pipeline's node names (read in a copy: ``kedro`` commands
+    write ``info.log``)."""
+    project = copy_project(rendered_project, tmp_path_factory.mktemp("node-names"))
+    return pipeline_node_names(project)
 
 
 @pytest.fixture(scope="session")

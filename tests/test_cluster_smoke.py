@@ -1,6 +1,9 @@
 """The DaskRunner on a real, separately started Dask cluster: a scheduler and two
 single-threaded workers on 127.0.0.1, started as ``dask scheduler`` / ``dask
-worker`` processes."""
+worker`` processes.
+
+Where each node ran is what the project's own hook saw on the worker running it
+(``add_run_recorder``: the rendered project plus one ``after_node_run`` hook)."""
 
 from __future__ import annotations
 
@@ -11,16 +14,16 @@ import yaml
 
 from .conftest import (
     DASK_RUNNER,
+    add_run_recorder,
     assert_has_csv_and_parquet,
     assert_same_outputs,
     copy_project,
     dask_cluster,
-    executed_keys_by_worker,
     free_port,
     kedro,
     kedro_ok,
-    nodes_of_key,
     reset_data,
+    run_recorded,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.dask]
@@ -28,8 +31,10 @@ pytestmark = [pytest.mark.slow, pytest.mark.dask]
 
 @pytest.fixture(scope="module")
 def cluster_project(rendered_project, tmp_path_factory):
-    """The project copy the cluster's workers run from (their working directory)."""
-    return copy_project(rendered_project, tmp_path_factory.mktemp("cluster"))
+    """The project copy the cluster's workers run from (their working directory),
+    with the ``RunRecorder`` hook."""
+    project = copy_project(rendered_project, tmp_path_factory.mktemp("cluster"))
+    return add_run_recorder(project)
 
 
 @pytest.fixture(scope="module")
@@ -45,30 +50,24 @@ def clean_cluster_project(cluster_project, rendered_project):
     return cluster_project
 
 
-def _run_on_cluster(cluster, project, tasks, *args: str):
-    """``kedro run`` ``args``; return the run's output and the worker each node
-    ran on, from the task keys the workers executed during the run (``tasks``:
-    the nodes each task runs, see ``pipeline_tasks``)."""
-    before = executed_keys_by_worker(cluster.address)
-    result = kedro(project, "run", *args)
+def _run_on_cluster(cluster, project, record_dir, *args: str):
+    """``kedro run`` ``args``; return the run's output and, for each node, the
+    workers of its runs (see ``run_recorded``)."""
+    result, ran_on = run_recorded(project, record_dir, "run", *args)
     assert result.returncode == 0, result.describe() + "\n" + cluster.log_tails()
-    after = executed_keys_by_worker(cluster.address)
-
-    ran_on: dict[str, set[str]] = {}
-    for worker, keys in after.items():
-        for key in set(keys) - set(before.get(worker, [])):
-            for node in nodes_of_key(key, tasks):
-                ran_on.setdefault(node, set()).add(worker)
+    # Every node run happened on one of the cluster's workers.
+    for node, workers in ran_on.items():
+        assert set(workers) <= set(cluster.worker_names), f"{node} ran on {workers}"
     return result, ran_on
 
 
 def test_smoke_nodes_run_on_the_cluster_workers(
-    cluster, clean_cluster_project, node_names, pipeline_task_nodes, sequential_project
+    cluster, clean_cluster_project, node_names, tmp_path, sequential_project
 ):
     _, ran_on = _run_on_cluster(
         cluster,
         clean_cluster_project,
-        pipeline_task_nodes,
+        tmp_path / "record",
         "--env",
         "dask",
         "--runner",
@@ -82,7 +81,7 @@ def test_smoke_nodes_run_on_the_cluster_workers(
     )
     for node, workers in ran_on.items():
         assert len(workers) == 1, f"{node} ran on {workers}"
-        assert workers <= set(cluster.worker_names), workers
+        assert set(workers) <= set(cluster.worker_names), workers
     # The workers stay alive through the run.
     assert all(proc.poll() is None for proc in cluster.workers), cluster.log_tails()
 
@@ -90,17 +89,15 @@ def test_smoke_nodes_run_on_the_cluster_workers(
     assert_has_csv_and_parquet(outputs)
 
 
-def test_both_workers_get_work(
-    cluster, clean_cluster_project, node_names, pipeline_task_nodes
-):
+def test_both_workers_get_work(cluster, clean_cluster_project, node_names, tmp_path):
     """With two single-threaded workers, independent nodes spread over both.
     Several runs, as Dask may put a short pipeline on one worker once."""
     used: set[str] = set()
-    for _ in range(3):
+    for attempt in range(3):
         _, ran_on = _run_on_cluster(
             cluster,
             clean_cluster_project,
-            pipeline_task_nodes,
+            tmp_path / f"record-{attempt}",
             "--env",
             "dask",
             "--runner",
@@ -116,12 +113,12 @@ def test_both_workers_get_work(
 
 
 def test_address_from_params_override(
-    cluster, clean_cluster_project, node_names, pipeline_task_nodes, sequential_project
+    cluster, clean_cluster_project, node_names, tmp_path, sequential_project
 ):
     _, ran_on = _run_on_cluster(
         cluster,
         clean_cluster_project,
-        pipeline_task_nodes,
+        tmp_path / "record",
         "--env",
         "dask",
         "--runner",
@@ -134,7 +131,7 @@ def test_address_from_params_override(
 
 
 def test_address_from_conf_dask_parameters(
-    cluster, clean_cluster_project, node_names, pipeline_task_nodes
+    cluster, clean_cluster_project, node_names, tmp_path
 ):
     """Without any override, ``--env dask`` connects to conf/dask/parameters.yml."""
     params_file = clean_cluster_project / "conf" / "dask" / "parameters.yml"
@@ -146,7 +143,7 @@ def test_address_from_conf_dask_parameters(
         _, ran_on = _run_on_cluster(
             cluster,
             clean_cluster_project,
-            pipeline_task_nodes,
+            tmp_path / "record",
             "--env",
             "dask",
             "--runner",
@@ -158,14 +155,14 @@ def test_address_from_conf_dask_parameters(
 
 
 def test_runner_params_win_over_params(
-    cluster, clean_cluster_project, node_names, pipeline_task_nodes
+    cluster, clean_cluster_project, node_names, tmp_path
 ):
     dead = f"tcp://127.0.0.1:{free_port()}"
     # Conf (via --params) points nowhere; the runner's client_args win.
     _, ran_on = _run_on_cluster(
         cluster,
         clean_cluster_project,
-        pipeline_task_nodes,
+        tmp_path / "record",
         "--env",
         "dask",
         "--runner",

@@ -39,24 +39,26 @@ import pytest
 import yaml
 from distributed import Client
 
+from . import probes
 from .conftest import (
     DASK_RUNNER,
     PACKAGE,
     DaskCluster,
     Result,
     _kill_group,
+    add_overlay,
+    add_run_recorder,
     assert_has_csv_and_parquet,
     assert_one_clear_error,
     assert_same_outputs,
     base_env,
     copy_project,
-    executed_keys_by_worker,
     free_port,
     kedro,
     kedro_dask_cluster,
-    nodes_of_key,
-    pipeline_tasks,
+    pipeline_node_names,
     run_cmd,
+    run_recorded,
     start_cluster,
     tail,
 )
@@ -216,129 +218,21 @@ def kedro_under_terminal(
     return result, plain(log.read_text(errors="replace"))
 
 
-# A function shipped to the workers with ``Client.run``, compiled in a module that
-# does not exist there so that cloudpickle sends it by value.
-_PROBE_SOURCE = '''
-def project_code(dask_worker):
-    """What this worker has of the project package: shipped folders on sys.path,
-    and whether it can import the package at all."""
-    import importlib.util
-    import sys
-
-    return {
-        "name": dask_worker.name,
-        "shipped_on_path": [p for p in sys.path if "kedro-code-" in p],
-        "importable": importlib.util.find_spec(PACKAGE) is not None,
-    }
-'''
-_probe_namespace: dict = {"__name__": "_starter_tests_ops_probe", "PACKAGE": PACKAGE}
-exec(compile(_PROBE_SOURCE, "<ops-probe>", "exec"), _probe_namespace)
-project_code_probe = _probe_namespace["project_code"]
-
-
 def project_code_on_workers(address: str) -> dict[str, dict]:
     with Client(address, timeout=10) as client:
-        replies = client.run(project_code_probe)
+        replies = client.run(probes.project_code, package=PACKAGE)
     return {reply["name"]: reply for reply in replies.values()}
 
 
-def run_on_cluster(cluster: DaskCluster, project: Path, *args: str, tasks=None):
-    """``kedro run <args>``; the result and node -> workers that ran it during the
-    run (from the task keys the workers executed; ``tasks``: the nodes each task
-    runs, see ``pipeline_tasks``)."""
-    before = executed_keys_by_worker(cluster.address)
-    result = kedro(project, "run", *args, timeout=RUN_TIMEOUT)
-    after = executed_keys_by_worker(cluster.address)
-    ran_on: dict[str, set[str]] = {}
-    for worker, keys in after.items():
-        for key in set(keys) - set(before.get(worker, [])):
-            for node in nodes_of_key(key, tasks or {}):
-                ran_on.setdefault(node, set()).add(worker)
+def run_on_cluster(cluster: DaskCluster, project: Path, record_dir: Path, *args: str):
+    """``kedro run <args>`` in a project with ``add_run_recorder``; the result and
+    node -> the workers of its runs (see ``run_recorded``), all of ``cluster``."""
+    result, ran_on = run_recorded(
+        project, record_dir, "run", *args, timeout=RUN_TIMEOUT
+    )
+    for node, workers in ran_on.items():
+        assert set(workers) <= set(cluster.worker_names), f"{node} ran on {workers}"
     return result, ran_on
-
-
-# --------------------------------------------------------------------------- #
-# Extra project code for per-node options (written into a copy only)
-# --------------------------------------------------------------------------- #
-_OPS_NODES = '''\
-"""Nodes of the starter's tests/test_operations.py, never part of the template."""
-
-import os
-import time
-from pathlib import Path
-
-
-def gpu_work(rows: int, seconds: float) -> int:
-    time.sleep(float(seconds))
-    return int(rows) * 2
-
-
-def flaky(marker: str) -> str:
-    """Fails the first time (no marker file yet), succeeds afterwards. Appends one
-    line per attempt to ``<marker>.attempts``."""
-    path = Path(marker)
-    with open(f"{marker}.attempts", "a", encoding="utf-8") as attempts:
-        attempts.write(f"{os.getpid()}\\n")
-    if not path.exists():
-        path.write_text("failed once", encoding="utf-8")
-        raise RuntimeError("flaky node: failing on its first attempt")
-    return "ok"
-'''
-
-_OPS_GPU_PIPELINE = f'''\
-"""Written by the starter's tests/test_operations.py."""
-
-from kedro.pipeline import Node, Pipeline
-
-from ...ops_nodes import gpu_work
-
-
-def create_pipeline(**kwargs) -> Pipeline:
-    return Pipeline(
-        [
-            Node(
-                gpu_work,
-                ["params:ops_rows", "params:ops_gpu_seconds"],
-                f"ops_gpu_out_{{i}}",
-                name=f"gpu_work_{{i}}_node",
-                tags=["gpu"],
-            )
-            for i in range({len(GPU_TAGGED_NODES)})
-        ]
-    )
-'''
-
-_OPS_FLAKY_PIPELINE = '''\
-"""Written by the starter's tests/test_operations.py."""
-
-from kedro.pipeline import Node, Pipeline
-
-from ...ops_nodes import flaky
-
-
-def create_pipeline(**kwargs) -> Pipeline:
-    return Pipeline(
-        [Node(flaky, "params:ops_flaky_marker", "ops_flaky_out", name="flaky_node")]
-    )
-'''
-
-
-def add_ops_code(project: Path) -> None:
-    package = project / "src" / PACKAGE
-    (package / "ops_nodes.py").write_text(_OPS_NODES)
-    for name, source in {
-        "ops_gpu": _OPS_GPU_PIPELINE,
-        "ops_flaky": _OPS_FLAKY_PIPELINE,
-    }.items():
-        (package / "pipelines" / name).mkdir()
-        (package / "pipelines" / name / "__init__.py").write_text(source)
-    marker = project / "ops-markers" / "flaky.marker"
-    marker.parent.mkdir()
-    (project / "conf" / "base" / "parameters_ops.yml").write_text(
-        yaml.safe_dump(
-            {"ops_rows": 21, "ops_gpu_seconds": 0.5, "ops_flaky_marker": str(marker)}
-        )
-    )
 
 
 # --------------------------------------------------------------------------- #
@@ -346,9 +240,19 @@ def add_ops_code(project: Path) -> None:
 # --------------------------------------------------------------------------- #
 @pytest.fixture(scope="module")
 def ops_project(rendered_project, tmp_path_factory) -> Path:
-    """A copy with the ``ops_gpu`` and ``ops_flaky`` pipelines added."""
+    """A copy with the ``ops_gpu`` and ``ops_flaky`` pipelines
+    (``tests/fixtures/ops_project``), their parameters and the ``RunRecorder``
+    hook."""
     project = copy_project(rendered_project, tmp_path_factory.mktemp("ops"))
-    add_ops_code(project)
+    add_overlay(project, "ops_project")
+    add_run_recorder(project)
+    marker = project / "ops-markers" / "flaky.marker"
+    marker.parent.mkdir()
+    (project / "conf" / "base" / "parameters_ops.yml").write_text(
+        yaml.safe_dump(
+            {"ops_rows": 21, "ops_gpu_seconds": 0.5, "ops_flaky_marker": str(marker)}
+        )
+    )
     return project
 
 
@@ -501,7 +405,9 @@ def test_worker_logs_reach_the_driver(fresh_project):
 # --------------------------------------------------------------------------- #
 # Per-node Dask options
 # --------------------------------------------------------------------------- #
-def test_node_options_resources_pin_nodes_to_the_gpu_worker(ops_project, ops_cluster):
+def test_node_options_resources_pin_nodes_to_the_gpu_worker(
+    ops_project, ops_cluster, tmp_path
+):
     write_env(
         ops_project,
         "ops_gpu",
@@ -515,19 +421,18 @@ def test_node_options_resources_pin_nodes_to_the_gpu_worker(ops_project, ops_clu
             },
         },
     )
-    tasks = pipeline_tasks(ops_project, f"{EXAMPLE_PIPELINES},ops_gpu", "ops_gpu")
-    names = sorted(name for task_nodes in tasks.values() for name in task_nodes)
+    names = pipeline_node_names(ops_project, f"{EXAMPLE_PIPELINES},ops_gpu")
     assert set(TRAIN_NODES + GPU_TAGGED_NODES) <= set(names), names
     result, ran_on = run_on_cluster(
         ops_cluster,
         ops_project,
+        tmp_path / "record",
         "--env",
         "ops_gpu",
         "--runner",
         DASK_RUNNER,
         "--pipelines",
         f"{EXAMPLE_PIPELINES},ops_gpu",
-        tasks=tasks,
     )
     assert result.returncode == 0, result.describe() + "\n" + ops_cluster.log_tails()
     expected = set(names) - {"flaky_node"}
@@ -535,7 +440,7 @@ def test_node_options_resources_pin_nodes_to_the_gpu_worker(ops_project, ops_clu
     misplaced = {
         node: workers
         for node, workers in ran_on.items()
-        if node in TRAIN_NODES + GPU_TAGGED_NODES and workers != {"gpu1"}
+        if node in TRAIN_NODES + GPU_TAGGED_NODES and set(workers) != {"gpu1"}
     }
     assert not misplaced, f"selected nodes ran off the GPU worker: {misplaced}"
 
@@ -851,7 +756,7 @@ def test_bad_dask_runner_one_line_error(fresh_project, dask_runner, needles):
 # kedro dask scheduler / worker
 # --------------------------------------------------------------------------- #
 def test_kedro_dask_scheduler_and_workers_run_the_pipeline(
-    fresh_project, sequential_project, tmp_path
+    fresh_project, sequential_project, node_names, tmp_path
 ):
     """The scheduler at ``dask_client.address`` of ``--env dask`` and two workers,
     started from ``conf/`` (relative dataset paths resolve only from the project
@@ -860,12 +765,15 @@ def test_kedro_dask_scheduler_and_workers_run_the_pipeline(
     port = free_port()
     address = f"tcp://127.0.0.1:{port}"
     write_env(fresh_project, "dask", parameters={"dask_client": {"address": address}})
+    add_run_recorder(fresh_project)
     with kedro_dask_cluster(
         fresh_project, "dask", address, ["w1", "w2"], tmp_path / "logs"
     ) as cluster:
-        before = executed_keys_by_worker(address)
-        result = kedro(fresh_project, "run", "--env", "dask", "--runner", DASK_RUNNER)
-        after = executed_keys_by_worker(address)
+        result, ran_on = run_recorded(
+            fresh_project,
+            tmp_path / "record",
+            *("run", "--env", "dask", "--runner", DASK_RUNNER),
+        )
         logs = cluster.log_texts()
     assert result.returncode == 0, result.describe() + "\n" + str(logs)
     assert f"Connected to the Dask scheduler at {address}" in result.output
@@ -873,10 +781,7 @@ def test_kedro_dask_scheduler_and_workers_run_the_pipeline(
     scheduler_command = f"dask scheduler --protocol tcp --host 127.0.0.1 --port {port}"
     assert scheduler_command in logs["scheduler"]
     assert f"dask worker {address} --nthreads 1 --name w1" in logs["w1"]
-    tasks = pipeline_tasks(fresh_project)
-    ran = set()
-    for worker, keys in after.items():
-        for key in set(keys) - set(before.get(worker, [])):
-            ran.update(nodes_of_key(key, tasks))
-    assert ran == {name for names in tasks.values() for name in names}, ran
+    # Every node ran on one of those workers.
+    assert set(ran_on) == set(node_names), ran_on
+    assert all(set(workers) <= {"w1", "w2"} for workers in ran_on.values()), ran_on
     assert_same_outputs(sequential_project, fresh_project)

@@ -4,8 +4,8 @@ reach a log.
 
 Real processes only: ``kedro run`` subprocesses, ``dask scheduler`` / ``dask
 worker`` started with TLS certificates generated here with ``cryptography``.
-The fault modules (failing nodes, a credentialed dataset) come from
-``test_faults.add_fault_modules``, written into a copy of the rendered project.
+The fault modules (failing nodes, a credentialed dataset, ``tests/fixtures``) come
+from ``test_faults.add_fault_modules``, copied into a copy of the rendered project.
 """
 
 from __future__ import annotations
@@ -30,16 +30,17 @@ from distributed import Client, Security
 
 from .conftest import (
     DASK_RUNNER,
+    RECORD_DIR_VARIABLE,
     DaskCluster,
     assert_one_clear_error,
     assert_same_outputs,
     base_env,
     copy_project,
-    executed_keys_probe,
     free_port,
     kedro_dask_cluster,
-    nodes_of_key,
-    pipeline_tasks,
+    pipeline_node_names,
+    read_jsonl,
+    recorded_nodes,
     reset_data,
     start_cluster,
     tail,
@@ -52,7 +53,6 @@ from .test_faults import (
     events,
     fault_project,
     kedro_run,
-    read_jsonl,
     wait_until,
 )
 
@@ -290,14 +290,10 @@ def secure_cluster(security_project, tls, tls_port) -> Iterator[DaskCluster]:
 
 
 def test_tls_end_to_end(
-    secure_cluster, security_project, rendered_project, sequential_project
+    secure_cluster, security_project, rendered_project, sequential_project, tmp_path
 ):
     reset_data(security_project, rendered_project)
-    with Client(
-        secure_cluster.address, security=secure_cluster.security, timeout=10,
-        set_as_default=False,
-    ) as client:  # fmt: skip
-        before = client.run(executed_keys_probe)
+    record_dir = tmp_path / "record"
     result = kedro_run(
         security_project,
         "run",
@@ -308,25 +304,20 @@ def test_tls_end_to_end(
         "--pipelines",
         EXAMPLE_PIPELINES,
         timeout=240,
+        **{RECORD_DIR_VARIABLE: str(record_dir)},
     )
     assert result.returncode == 0, result.describe() + secure_cluster.log_tails()
     assert f"Connected to the Dask scheduler at {secure_cluster.address}" in (
         result.output
     ), result.describe()
 
-    # Every node ran on a TLS worker.
-    with Client(
-        secure_cluster.address, security=secure_cluster.security, timeout=10,
-        set_as_default=False,
-    ) as client:  # fmt: skip
-        after = client.run(executed_keys_probe)
-    tasks = pipeline_tasks(security_project, EXAMPLE_PIPELINES, "dask")
-    ran = set()
-    for address, reply in after.items():
-        assert address.startswith("tls://"), address
-        new = set(reply["keys"]) - set(before.get(address, {}).get("keys", []))
-        ran.update(*(nodes_of_key(key, tasks) for key in new))
-    assert ran == {name for names in tasks.values() for name in names}, ran
+    # Every node ran, once, on a TLS worker of the cluster (RunRecorder's records).
+    runs = recorded_nodes(record_dir)
+    nodes = pipeline_node_names(security_project, EXAMPLE_PIPELINES)
+    assert sorted(run["node"] for run in runs) == nodes, runs
+    for run in runs:
+        assert run["worker"].startswith("tls://"), run
+        assert run["worker_name"] in secure_cluster.worker_names, run
 
     # And produced what the SequentialRunner does.
     assert_same_outputs(sequential_project, security_project)
@@ -433,7 +424,7 @@ def test_credentials_never_reach_any_log(secure_cluster, security_project, tmp_p
         "--pipelines",
         "secrets",
         timeout=180,
-        FAULT_HOOKS_DIR=str(hooks),
+        **{RECORD_DIR_VARIABLE: str(hooks)},
     )
     described = result.describe() + secure_cluster.log_tails()
     # The failure happened where intended: on a worker, after the dataset (which

@@ -780,7 +780,8 @@ def test_kedro_dask_scheduler_and_workers_run_the_pipeline(
     # What each process ran: the command the project built for it.
     scheduler_command = f"dask scheduler --protocol tcp --host 127.0.0.1 --port {port}"
     assert scheduler_command in logs["scheduler"]
-    assert f"dask worker {address} --nthreads 1 --name w1" in logs["w1"]
+    worker_command = f"dask worker {address} --dashboard-address 127.0.0.1:0"
+    assert f"{worker_command} --nthreads 1 --name w1" in logs["w1"]
     # Every node ran on one of those workers.
     assert set(ran_on) == set(node_names), ran_on
     assert all(set(workers) <= {"w1", "w2"} for workers in ran_on.values()), ran_on

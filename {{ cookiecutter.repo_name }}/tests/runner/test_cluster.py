@@ -100,7 +100,7 @@ def test_runner_checks_client_args_when_created():
 def test_address_connects_to_that_scheduler_and_closes_the_client(dask_cluster):
     cluster = DaskCluster({"address": dask_cluster.scheduler_address, "timeout": 10})
 
-    with cluster.connect() as client:
+    with cluster.connect() as (client, _):
         assert client.status == "running"
         assert client.scheduler.address == dask_cluster.scheduler_address
         assert len(client.scheduler_info()["workers"]) == 2
@@ -114,7 +114,7 @@ def test_address_connects_to_that_scheduler_and_closes_the_client(dask_cluster):
 def test_client_is_closed_when_the_block_fails(dask_cluster):
     cluster = DaskCluster({"address": dask_cluster.scheduler_address})
 
-    with pytest.raises(KeyError), cluster.connect() as client:
+    with pytest.raises(KeyError), cluster.connect() as (client, _):
         raise KeyError("a failing run")
 
     assert client.status == "closed"
@@ -125,7 +125,7 @@ def test_local_cluster_options_start_a_cluster_on_localhost_only():
         {"n_workers": 1, "threads_per_worker": 1, "processes": True, "timeout": 30}
     )
 
-    with cluster.connect() as client:
+    with cluster.connect() as (client, _):
         local_cluster = client.cluster
         assert isinstance(local_cluster, LocalCluster)
         assert client.scheduler.address.startswith(LOCALHOST_TCP)
@@ -152,7 +152,7 @@ def test_ctrl_c_closes_the_local_cluster_without_waiting_for_its_nodes():
         }
     )
 
-    with pytest.raises(KeyboardInterrupt), cluster.connect() as client:
+    with pytest.raises(KeyboardInterrupt), cluster.connect() as (client, _):
         local_cluster = client.cluster
         assert all(client.run(sigint_ignored).values())
         worker_pids = list(client.run(os.getpid).values())
@@ -179,7 +179,7 @@ def test_in_process_local_cluster_starts():
     127.0.0.1 host default must not break."""
     cluster = DaskCluster({"n_workers": 1, "processes": False, "timeout": 30})
 
-    with cluster.connect() as client:
+    with cluster.connect() as (client, _):
         assert client.submit(square, 4).result(timeout=30) == 16
         address = client.scheduler.address
         assert address.startswith(("inproc://", LOCALHOST_TCP)), address
@@ -190,7 +190,7 @@ def test_in_process_local_cluster_starts():
 def test_current_client_is_reused_and_left_open(dask_cluster):
     with Client(dask_cluster.scheduler_address, timeout=10) as current:
         for client_args in (None, {}, {"timeout": 5}):
-            with DaskCluster(client_args).connect() as client:
+            with DaskCluster(client_args).connect() as (client, _):
                 assert client is current
             assert current.status == "running"
 
@@ -198,7 +198,7 @@ def test_current_client_is_reused_and_left_open(dask_cluster):
 def test_dask_config_scheduler_address_is_used(dask_cluster):
     address = dask_cluster.scheduler_address
     with dask.config.set({"scheduler-address": address}):
-        with DaskCluster().connect() as client:
+        with DaskCluster().connect() as (client, _):
             assert client.scheduler.address == address
     assert client.status == "closed"
 
@@ -265,7 +265,7 @@ def test_local_cluster_workers_keep_dask_info_out_and_show_warnings(capfd):
     cluster = DaskCluster({"n_workers": 1, "dashboard_address": "127.0.0.1:0"})
     before = dict(os.environ)
 
-    with cluster.connect() as client:
+    with cluster.connect() as (client, _):
         [state] = client.run(worker_process_state).values()
         client.run(log_on_worker, "kedro-dask-marker")
 

@@ -14,10 +14,16 @@ import logging
 import os
 import sys
 from collections.abc import Iterator, Mapping
-from contextlib import ExitStack, contextmanager, suppress
+from contextlib import (
+    AbstractContextManager,
+    ExitStack,
+    contextmanager,
+    nullcontext,
+    suppress,
+)
 from importlib.machinery import ModuleSpec
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import dask.config
 from distributed import Client, LocalCluster, Nanny, Security
@@ -227,6 +233,14 @@ def _security(value: Any) -> Security | bool:
         raise DaskClusterError(f"dask_client option 'security': {exc}") from None
 
 
+class Connection(NamedTuple):
+    """The client of one run, and whether its workers are this runner's own
+    LocalCluster processes, which share this machine's files and console."""
+
+    client: Client
+    workers_are_local: bool
+
+
 class DaskCluster:
     """Provides the ``distributed.Client`` of one run and owns what it opened.
 
@@ -252,9 +266,6 @@ class DaskCluster:
 
     def __init__(self, client_args: Mapping[str, Any] | None = None):
         self._args = validate_client_args(client_args)
-        self.workers_are_local = False
-        """Whether the last ``connect`` started a LocalCluster in this process, whose
-        workers share this machine's files and this process's console."""
 
     @property
     def worker_wait(self) -> float:
@@ -262,39 +273,32 @@ class DaskCluster:
         return float(self._args.get("worker_wait", DEFAULT_WORKER_WAIT))
 
     @contextmanager
-    def connect(self) -> Iterator[Client]:
+    def connect(self) -> Iterator[Connection]:
         """Yield a connected client; close what was opened here on exit."""
         args = {k: v for k, v in self._args.items() if k not in _RUN_OPTIONS}
-        self.workers_are_local = False
-        if _CLUSTER_OPTION in args:
-            with self._any_cluster(**args) as client:
-                yield client
-            return
-        if args.get("address") or args.get("scheduler_file"):
-            with self._connect(**args) as client:
-                yield client
-            return
-        if args.keys() - {"timeout", "name"}:
-            with self._local_cluster(**args) as client:
-                yield client
-            return
+        with self._client(args) as connection:
+            yield connection
 
+    def _client(self, args: dict[str, Any]) -> AbstractContextManager[Connection]:
+        """Where the cluster comes from (see the class docstring)."""
+        if _CLUSTER_OPTION in args:
+            return self._any_cluster(**args)
+        if args.get("address") or args.get("scheduler_file"):
+            return self._connect(**args)
+        if args.keys() - {"timeout", "name"}:
+            return self._local_cluster(**args)
         current = _current_client()
         if current is not None:
             logger.info("Using the current Dask client of this process: %s", current)
-            yield current
-            return
+            return nullcontext(Connection(current, workers_are_local=False))
         address = dask.config.get("scheduler-address", None)
         if address:
-            with self._connect(address=address, **args) as client:
-                yield client
-            return
-        with self._local_cluster(**args) as client:
-            yield client
+            return self._connect(address=address, **args)
+        return self._local_cluster(**args)
 
     @staticmethod
     @contextmanager
-    def _connect(**client_kwargs: Any) -> Iterator[Client]:
+    def _connect(**client_kwargs: Any) -> Iterator[Connection]:
         target = client_kwargs.get("address") or client_kwargs.get("scheduler_file")
         client_kwargs.setdefault("timeout", DEFAULT_CONNECT_TIMEOUT)
         if client_kwargs.get("address"):
@@ -313,14 +317,14 @@ class DaskCluster:
                 client.scheduler.address,
                 client.dashboard_link,
             )
-            yield client
+            yield Connection(client, workers_are_local=False)
         finally:
             client.close()
 
     @contextmanager
     def _any_cluster(
         self, cluster: Mapping[str, Any], **client_kwargs: Any
-    ) -> Iterator[Client]:
+    ) -> Iterator[Connection]:
         cluster_class = load_obj(cluster["class"])
         kwargs = dict(cluster.get("kwargs") or {})
         with ExitStack() as stack:
@@ -337,7 +341,7 @@ class DaskCluster:
                 yield c
 
     @contextmanager
-    def _local_cluster(self, **options: Any) -> Iterator[Client]:
+    def _local_cluster(self, **options: Any) -> Iterator[Connection]:
         client_kwargs = {"timeout": options.pop("timeout", DEFAULT_CONNECT_TIMEOUT)}
         options = _local_worker_processes(_loopback_only(options))
         with _worker_processes(options):
@@ -348,12 +352,11 @@ class DaskCluster:
     @contextmanager
     def _own(
         self, cluster: Any, adapt: Mapping[str, Any] | None, client_kwargs: dict
-    ) -> Iterator[Client]:
+    ) -> Iterator[Connection]:
         """Connect to a cluster started here; close client and cluster at the end."""
         try:
             if adapt:
                 cluster.adapt(**adapt)
-            self.workers_are_local = isinstance(cluster, LocalCluster)
             client_kwargs.setdefault("timeout", DEFAULT_CONNECT_TIMEOUT)
             client = Client(cluster, set_as_default=False, **client_kwargs)
             try:
@@ -363,7 +366,7 @@ class DaskCluster:
                     cluster.scheduler_address,
                     client.dashboard_link,
                 )
-                yield client
+                yield Connection(client, isinstance(cluster, LocalCluster))
             except KeyboardInterrupt:
                 _close_interrupted(client, cluster)
                 raise

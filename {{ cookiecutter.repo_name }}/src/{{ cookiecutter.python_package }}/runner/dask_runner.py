@@ -179,14 +179,14 @@ class DaskRunner(AbstractRunner):
             fuse=self._options.fuse_chains,
         )
         with ExitStack() as stack:
-            client = stack.enter_context(self._cluster.connect())
+            client, workers_are_local = stack.enter_context(self._cluster.connect())
             worker_wait = self._cluster.worker_wait
             _wait_for_workers(client, worker_wait)
             stack.enter_context(
                 run_services(
                     client,
                     self._options,
-                    workers_are_local=self._cluster.workers_are_local,
+                    workers_are_local=workers_are_local,
                     package_name=_package_name(),
                     token=token,
                 )

@@ -30,6 +30,7 @@ from kedro.utils import load_obj
 
 from .runner import DaskRunner, DaskRunnerError
 from .runner.addresses import SchedulerAddress, refuse_plaintext
+from .runner.services import RunOptions
 
 if TYPE_CHECKING:
     from kedro.framework.context import KedroContext
@@ -130,7 +131,8 @@ def _runner_params(
     ``--runner-params <option>=...``: the command line wins."""
     client_args = _mapping(parameters.get(DASK_CLIENT_PARAMS), DASK_CLIENT_PARAMS)
     options = _mapping(parameters.get(DASK_RUNNER_PARAMS), DASK_RUNNER_PARAMS)
-    _check_fits(runner_class, options, f"'{DASK_RUNNER_PARAMS}' parameters")
+    with _one_line_errors():
+        RunOptions.check_names(options, f"{DASK_RUNNER_PARAMS} option")
     from_cli = _mapping(runner_params.get("client_args"), "client_args")
     return {
         **options,

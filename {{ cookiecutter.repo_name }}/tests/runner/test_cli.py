@@ -169,13 +169,13 @@ def test_address_with_local_cluster_option_is_a_cli_error():
 def test_unknown_dask_runner_option_names_its_source():
     context = FakeContext({"dask_runner": {"progres": True}})
 
-    with pytest.raises(KedroCliError, match="'dask_runner' parameters.*progres"):
+    with pytest.raises(KedroCliError, match="Unknown dask_runner option 'progres'"):
         _instantiate_runner(DASK_RUNNER, False, context)
 
 
 @pytest.mark.parametrize("runner", [None, DASK_RUNNER, RECORDING])
 def test_bad_runner_params_are_a_cli_error_not_a_type_error(runner):
-    with pytest.raises(KedroCliError, match="--runner-params.*bogus"):
+    with pytest.raises(KedroCliError, match="'bogus'"):
         _instantiate_runner(runner, False, FakeContext(), {"bogus": 1})
 
 

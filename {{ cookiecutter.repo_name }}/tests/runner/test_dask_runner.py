@@ -23,7 +23,6 @@ from kedro.runner import SequentialRunner
 from kedro_datasets.pandas import CSVDataset, ParquetDataset
 
 from {{ cookiecutter.python_package }}.runner import DaskRunner
-from {{ cookiecutter.python_package }}.runner.dask_runner import _expression, _store
 
 from .conftest import (
     of_run,
@@ -656,40 +655,3 @@ def test_node_name_equal_to_a_memory_input_name(client_args):
         results.append(catalog.load("total"))
 
     assert results == [6, 6]
-
-
-# --------------------------------------------------------------------------- #
-# The driver's side, without a cluster
-# --------------------------------------------------------------------------- #
-@pytest.mark.parametrize("copy_mode", ["assign", "copy", "deepcopy", None])
-def test_free_outputs_are_stored_as_memory_dataset_save_stores_them(copy_mode):
-    value = {"a": [1, 2]}
-    stored, saved = (
-        MemoryDataset(copy_mode=copy_mode),
-        MemoryDataset(copy_mode=copy_mode),
-    )
-
-    _store(stored, value)
-    saved.save(value)
-
-    assert stored.load() == saved.load() == value
-    assert (stored._data is value) == (saved._data is value)
-    assert (stored._data["a"] is value["a"]) == (saved._data["a"] is value["a"])
-
-
-def test_free_outputs_of_other_datasets_are_saved(tmp_path):
-    dataset = CSVDataset(filepath=str(tmp_path / "out.csv"))
-
-    _store(dataset, pd.DataFrame({"a": [1]}))
-
-    pd.testing.assert_frame_equal(dataset.load(), pd.DataFrame({"a": [1]}))
-
-
-def test_the_graph_is_named_by_the_run_token_not_tokenized():
-    graph = {("noop-abc", "x"): (int, 1)}
-
-    expression = _expression(graph, "abc")
-
-    assert expression.deterministic_token == "abc"
-    assert expression.__dask_keys__() == [("noop-abc", "x")]
-    assert _expression(graph, "") is graph

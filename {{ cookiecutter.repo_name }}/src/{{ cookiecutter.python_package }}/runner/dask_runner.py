@@ -1,53 +1,47 @@
 """``DaskRunner`` is an ``AbstractRunner`` implementation. It runs a ``Pipeline``
-on a Dask distributed cluster, one Dask task per node.
+on a Dask distributed cluster as one Dask graph.
 
-Three pieces do the work, each with one job:
+Each piece has one job:
 
 - ``DaskCluster`` (``cluster.py``): where the cluster comes from, and closing
   what the runner opened;
 - ``PipelineGraph`` (``graph.py``): the pipeline translated into one Dask graph,
-  submitted at once;
-- ``NodeTask`` (``worker.py``): what runs on a worker for each node.
+  a task per node or per linear chain of nodes, submitted at once;
+- ``NodeTask``/``NodeChain`` (``worker.py``): what runs on a worker;
+- ``RunFollower``/``WorkerWatch`` (``follow.py``): the driver's side while the
+  cluster runs the graph;
+- ``RunOptions``/``run_services`` (``services.py``): the ``dask_runner`` options
+  and what they install around a run.
 
-The runner itself checks and submits the graph, follows it as nodes finish and
-keeps Kedro's runner contract on the driver: the same logging, ``release`` and
-``confirm`` calls on the catalog, the same resume hint on failure and the same
-return value as ``SequentialRunner``.
+The runner ties them together and keeps Kedro's runner contract on the driver:
+the same logging, ``release`` and ``confirm`` calls on the catalog, the same
+resume hint on failure and the same return value as ``SequentialRunner``.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-import time
 import uuid
-from collections import Counter
 from contextlib import ExitStack, suppress
-from itertools import chain
 from typing import TYPE_CHECKING, Any
 
 import cloudpickle
 from distributed import as_completed
 from kedro.io import MemoryDataset
-from kedro.io.memory_dataset import _copy_with_mode
 from kedro.runner import AbstractRunner
 
 from .cluster import DaskCluster
+from .compat import named_graph, store
 from .errors import DaskClusterError, DaskRunnerError
+from .follow import RunFollower, WorkerWatch
 from .graph import DaskGraph, Key, PipelineGraph, UnpicklableError
 from .node_logs import LogSettings, NodeLogs
 from .plugins import by_value, erred_on
 from .services import NodeProgress, RunOptions, run_services
-from .worker import (
-    NODE_NOTE,
-    RunContext,
-    chain_nodes_done,
-    copy_mode_of,
-    picklable_node_hooks,
-)
+from .worker import NodeFailure, RunContext, picklable_node_hooks
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping, Sequence
+    from collections.abc import Mapping
 
     from distributed import Client, Future
     from kedro.io import CatalogProtocol
@@ -59,8 +53,8 @@ logger = logging.getLogger(__name__)
 
 
 class DaskRunner(AbstractRunner):
-    """``DaskRunner`` is an ``AbstractRunner`` implementation that runs each node
-    of a pipeline as a task on a Dask distributed cluster.
+    """``DaskRunner`` is an ``AbstractRunner`` implementation that runs the nodes
+    of a pipeline as tasks on a Dask distributed cluster.
 
     In-memory datasets travel between nodes as Dask results, worker to worker,
     and are freed once their last consumer has run; persisted datasets are loaded
@@ -73,6 +67,7 @@ class DaskRunner(AbstractRunner):
 
     DaskRunner().run(pipeline, catalog)  # an embedded LocalCluster
     DaskRunner(client_args={"address": "tcp://127.0.0.1:8786"}).run(pipeline, catalog)
+    DaskRunner(node_options=[{"tags": ["gpu"], "resources": {"GPU": 1}}])
     ```
     """
 
@@ -80,13 +75,7 @@ class DaskRunner(AbstractRunner):
         self,
         client_args: Mapping[str, Any] | None = None,
         is_async: bool = False,
-        *,
-        progress: bool | None = None,
-        forward_logs: bool | None = None,
-        ship_code: bool | None = None,
-        performance_report: str | None = None,
-        node_options: Sequence[Mapping[str, Any]] | None = None,
-        fuse_chains: bool = True,
+        **options: Any,
     ):
         """Instantiates the runner.
 
@@ -100,34 +89,17 @@ class DaskRunner(AbstractRunner):
                 the wait for a first worker (default 60 s).
             is_async: If True, the node inputs and outputs are loaded and saved
                 asynchronously with threads on the worker. Defaults to False.
-            progress: Live progress display; default: on a terminal.
-            forward_logs: Show in the driver's console what nodes log on the
-                workers, as ``SequentialRunner`` shows it; default: on.
-            ship_code: Send the project package to the workers at the start of
-                the run; default: unless the workers are this runner's own
-                LocalCluster.
-            performance_report: Path of Dask's HTML performance report of the run.
-            node_options: Rules giving Dask ``resources``, ``retries``,
-                ``priority``, ... to the nodes selected by ``tags`` or ``nodes``.
-            fuse_chains: Run each linear chain of nodes as one Dask task.
-            The keyword options are the ``dask_runner`` parameters; see
-            ``services.RunOptions``.
+            **options: The ``dask_runner`` options (``progress``,
+                ``forward_logs``, ``ship_code``, ``performance_report``,
+                ``node_options``, ``fuse_chains``), described by
+                ``services.RunOptions``.
 
         Raises:
             DaskRunnerError: ``client_args`` or an option is invalid.
         """
         super().__init__(is_async=is_async)
         self._cluster = DaskCluster(client_args)
-        self._options = RunOptions.from_mapping(
-            {
-                "progress": progress,
-                "forward_logs": forward_logs,
-                "ship_code": ship_code,
-                "performance_report": performance_report,
-                "node_options": node_options,
-                "fuse_chains": fuse_chains,
-            }
-        )
+        self._options = RunOptions.from_mapping(options)
 
     def _get_executor(self, max_workers: int) -> None:
         """Dask is the executor; there is no ``concurrent.futures`` pool."""
@@ -163,159 +135,125 @@ class DaskRunner(AbstractRunner):
                 "#load-and-save-asynchronously"
             )
         # Everything that can fail on bad input fails here, before submitting.
-        graph = PipelineGraph(pipeline, catalog)
         token = uuid.uuid4().hex
         logs = (
             None
             if self._options.forward_logs is False
             else LogSettings.of_driver(f"kedro-logs-{token}", _package_name())
         )
-        context = _pickled_run_context(hook_manager, run_id, self._is_async, logs)
+        graph = PipelineGraph(pipeline, catalog)
         dask_graph = graph.to_dask(
             token,
-            context,
+            _pickled_run_context(hook_manager, run_id, self._is_async, logs),
             _pickled_inputs(catalog, graph.memory_inputs),
             node_options=self._options.annotations,
             fuse=self._options.fuse_chains,
         )
+        outputs = self._run_on_cluster(pipeline, catalog, dask_graph, logs)
+        # The node that produced them logged "Saving data to ..." on its worker.
+        for name, value in outputs.items():
+            _save(catalog[name], value)
+
+    def _run_on_cluster(
+        self,
+        pipeline: Pipeline,
+        catalog: CatalogProtocol,
+        dask_graph: DaskGraph,
+        logs: LogSettings | None,
+    ) -> dict[str, Any]:
+        """Connect, set up what the options ask for, and follow the run.
+
+        Returns:
+            The free in-memory outputs of the pipeline.
+        """
         with ExitStack() as stack:
             client, workers_are_local = stack.enter_context(self._cluster.connect())
-            worker_wait = self._cluster.worker_wait
-            _wait_for_workers(client, worker_wait)
+            _wait_for_workers(client, self._cluster.worker_wait)
             stack.enter_context(
                 run_services(
                     client,
                     self._options,
                     workers_are_local=workers_are_local,
                     package_name=_package_name(),
-                    token=token,
+                    token=dask_graph.token,
                 )
             )
-            node_logs = stack.enter_context(NodeLogs(client, logs))
             progress = stack.enter_context(
                 NodeProgress(len(pipeline.nodes), self._options.progress)
             )
+            follower = RunFollower(
+                pipeline,
+                catalog,
+                stack.enter_context(NodeLogs(client, logs)),
+                progress,
+                self._logger,
+                lambda done: self._suggest_resume_scenario(pipeline, done, catalog),
+            )
             watch = stack.enter_context(
-                _WorkerWatch(client, worker_wait, token, progress)
+                WorkerWatch(
+                    client, self._cluster.worker_wait, dask_graph.token, progress
+                )
             )
-            outputs = self._follow(
-                client, pipeline, catalog, dask_graph, watch, node_logs
-            )
-
-        # The node that produced them logged "Saving data to ..." on its worker.
-        for name, value in outputs.items():
-            _store(catalog[name], value)
-
-    def _follow(
-        self,
-        client: Client,
-        pipeline: Pipeline,
-        catalog: CatalogProtocol,
-        dask_graph: DaskGraph,
-        watch: _WorkerWatch,
-        node_logs: NodeLogs,
-    ) -> dict[str, Any]:
-        """Submit the graph, then do the driver's part as each node finishes.
-
-        Returns:
-            The free in-memory outputs of the pipeline.
-        """
-        nodes = pipeline.nodes
-        nodes_of: dict[Key, list[Node]] = {}  # a chain's nodes share one task
-        for node in nodes:
-            nodes_of.setdefault(dask_graph.node_keys[node], []).append(node)
-        output_keys = dask_graph.output_keys
-        wanted = set(output_keys.values())
-        keys = [*nodes_of, *sorted(wanted - nodes_of.keys())]
-        futures = client.get(
-            _expression(dask_graph.submittable(), dask_graph.token), keys, sync=False
-        )
-        kept = {f.key: f for f in futures if f.key in wanted}
-        pending = as_completed(futures[: len(nodes_of)], loop=client.loop)
-        del futures  # so each result is freed as soon as Dask no longer needs it
-        watch.on_lost(lambda: client.cancel(list(pending.futures), force=True))
-
-        release = _Releaser(pipeline, catalog)
-        done_nodes: set[Node] = set()
-
-        def node_done(node: Node) -> None:
-            done_nodes.add(node)
-            watch.progress.node_done()
-            node_logs.emit(node.name)
-            self._logger.info("Completed node: %s", node.name)
-            self._logger.info(
-                "Completed %d out of %d tasks", len(done_nodes), len(nodes)
-            )
-            for name in node.confirms:
-                catalog.confirm(name)
-            release.after(node)
-
-        succeeded = False
-        try:
-            for future in pending:
-                if future.status == "lost":  # its worker died: Dask computes it again
-                    pending.add(future)
-                    continue
-                task_nodes = nodes_of[future.key]
-                if future.status != "finished":
-                    if future.status == "error":
-                        done = chain_nodes_done(future.exception())
-                        for node in task_nodes[:done]:
-                            node_done(node)
-                    watch.progress.node_failed()
-                    node_logs.emit_all()
-                    self._suggest_resume_scenario(pipeline, done_nodes, catalog)
-                    raise _failure(client, future, task_nodes, watch)
-                for node in task_nodes:
-                    node_done(node)
-                del future
-            values = client.gather([kept[key] for key in output_keys.values()])
-            succeeded = True
-            return dict(zip(output_keys, values, strict=True))
-        finally:
-            # On failure or Ctrl-C, leave nothing of this run on the cluster. On
-            # success every task has finished: the outputs' futures are released
-            # as they go out of scope, as ``client.get`` releases its own (a
-            # forced cancel of hundreds of finished keys costs the scheduler
-            # ~0.4 ms each).
-            if not succeeded:
-                client.cancel([*pending.futures, *kept.values()], force=True)
+            return _follow(client, pipeline, dask_graph, follower, watch)
 
 
-class _Releaser:
-    """Releases datasets in the driver's catalog as ``SequentialRunner`` does.
+def _follow(
+    client: Client,
+    pipeline: Pipeline,
+    dask_graph: DaskGraph,
+    follower: RunFollower,
+    watch: WorkerWatch,
+) -> dict[str, Any]:
+    """Submit the graph, then hand each finished task's nodes to ``follower``.
 
-    Same calls as ``AbstractRunner._release_datasets``, whose per-call
-    ``pipeline.inputs()``/``outputs()`` cost grows with the pipeline: computed once
-    here, following a run stays linear in its number of nodes.
+    Returns:
+        The free in-memory outputs of the pipeline.
     """
-
-    def __init__(self, pipeline: Pipeline, catalog: CatalogProtocol):
-        self._catalog = catalog
-        self._load_counts = Counter(
-            chain.from_iterable(n.inputs for n in pipeline.nodes)
-        )
-        self._inputs = pipeline.inputs()
-        self._outputs = pipeline.outputs()
-
-    def after(self, node: Node) -> None:
-        """Release what ``node`` was the last to need."""
-        for dataset in node.inputs:
-            self._load_counts[dataset] -= 1
-            if self._load_counts[dataset] < 1 and dataset not in self._inputs:
-                self._catalog.release(dataset)
-        for dataset in node.outputs:
-            if self._load_counts[dataset] < 1 and dataset not in self._outputs:
-                self._catalog.release(dataset)
+    nodes_of: dict[Key, list[Node]] = {}  # a chain's nodes share one task
+    for node in pipeline.nodes:
+        nodes_of.setdefault(dask_graph.node_keys[node], []).append(node)
+    output_keys = dask_graph.output_keys
+    wanted = set(output_keys.values())
+    keys = [*nodes_of, *sorted(wanted - nodes_of.keys())]
+    graph = named_graph(dask_graph.submittable(), dask_graph.token)
+    futures = client.get(graph, keys, sync=False)
+    kept = {f.key: f for f in futures if f.key in wanted}
+    pending = as_completed(futures[: len(nodes_of)], loop=client.loop)
+    del futures  # so each result is freed as soon as Dask no longer needs it
+    watch.on_lost(lambda: client.cancel(list(pending.futures), force=True))
+    succeeded = False
+    try:
+        for future in pending:
+            if future.status == "lost":  # its worker died: Dask computes it again
+                pending.add(future)
+                continue
+            task_nodes = nodes_of[future.key]
+            if future.status != "finished":
+                failed = future.exception() if future.status == "error" else None
+                follower.task_failed(task_nodes, failed and NodeFailure.node_of(failed))
+                raise _failure(client, future, task_nodes, watch)
+            for node in task_nodes:
+                follower.node_done(node)
+            del future
+        values = client.gather([kept[key] for key in output_keys.values()])
+        succeeded = True
+        return dict(zip(output_keys, values, strict=True))
+    finally:
+        # On failure or Ctrl-C, leave nothing of this run on the cluster. On
+        # success every task has finished: the outputs' futures are released as
+        # they go out of scope, as ``client.get`` releases its own (a forced
+        # cancel of hundreds of finished keys costs the scheduler ~0.4 ms each).
+        if not succeeded:
+            client.cancel([*pending.futures, *kept.values()], force=True)
 
 
 def _failure(
-    client: Client, future: Future, nodes: list[Node], watch: _WorkerWatch
+    client: Client, future: Future, nodes: list[Node], watch: WorkerWatch
 ) -> BaseException:
     """The exception that stops the run when ``future`` did not finish."""
     if future.status == "error":
         exc = future.exception()
-        if isinstance(exc, ImportError) and not _raised_by_node(exc):
+        if isinstance(exc, ImportError) and NodeFailure.node_of(exc) is None:
             return _missing_module(client, future.key, nodes[0], exc)
         return exc.with_traceback(future.traceback())
     if watch.lost:
@@ -324,11 +262,6 @@ def _failure(
         f"Dask cancelled the task of node(s) {', '.join(repr(n.name) for n in nodes)}"
         f" ({future.status}): the scheduler was lost or another client cancelled it."
     )
-
-
-def _raised_by_node(exc: BaseException) -> bool:
-    """Whether ``exc`` came from running the node, not from unpickling its task."""
-    return any(note.startswith(NODE_NOTE) for note in getattr(exc, "__notes__", ()))
 
 
 def _missing_module(
@@ -355,37 +288,11 @@ def _missing_module(
     )
 
 
-def _expression(graph: Any, token: str) -> Any:
-    """``graph`` as the expression ``Client.get`` makes of it, named by the run.
-
-    ``Client.get`` wraps a graph in an expression named by a deterministic
-    token of the whole graph, which walks every task and its pickled bytes
-    (~0.35 ms per node in the driver). The run's token is already unique.
-    """
-    if not token:
-        return graph
-    try:
-        from dask._expr import HLGExpr, LLGExpr
-        from dask.highlevelgraph import HighLevelGraph
-    except ImportError:  # another dask layout: let Client.get tokenize
-        return graph
-    if isinstance(graph, HighLevelGraph):
-        return HLGExpr(graph, _determ_token=token)
-    if isinstance(graph, dict):
-        return LLGExpr(graph, _determ_token=token)
-    return graph
-
-
-def _store(dataset: Any, value: Any) -> None:
-    """Save a free output the cluster returned into the driver's catalog.
-
-    What ``MemoryDataset.save`` does, without its copy-mode inference, whose
-    failed ``import ibis`` searches ``sys.path`` again on every save (see
-    ``worker.copy_mode_of``); other datasets are saved as they are.
-    """
+def _save(dataset: Any, value: Any) -> None:
+    """Save a free output the cluster returned into the driver's catalog; a
+    ``MemoryDataset`` without Kedro's copy-mode guess (``compat.copy_mode_of``)."""
     if type(dataset) is MemoryDataset:
-        copy_mode = dataset._copy_mode or copy_mode_of(value)
-        dataset._data = _copy_with_mode(value, copy_mode=copy_mode)
+        store(dataset, value)
     else:
         dataset.save(value)
 
@@ -405,73 +312,6 @@ def _pickled_inputs(catalog: CatalogProtocol, names: list[str]) -> dict[str, byt
                 f"Pipeline input '{name}' cannot be pickled for a Dask worker: {exc}"
             ) from exc
     return pickled
-
-
-class _WorkerWatch:
-    """Fails the run, instead of letting it hang, once every worker is gone.
-
-    A thread asks the scheduler what its workers are processing; when no worker
-    has been there for ``worker_wait`` seconds, it records why and calls back to
-    cancel the run. It also tells ``progress`` how many nodes are running.
-    """
-
-    def __init__(
-        self,
-        client: Client,
-        worker_wait: float,
-        token: str,
-        progress: NodeProgress,
-        interval: float = 1.0,
-    ):
-        self._client = client
-        self._token = token
-        self.progress = progress
-        self._worker_wait = worker_wait
-        self._interval = interval
-        self._stop = threading.Event()
-        self._cancel: Callable[[], Any] = lambda: None
-        self._thread = threading.Thread(
-            target=self._watch, name="kedro-dask-worker-watch", daemon=True
-        )
-        self.lost = ""
-
-    def on_lost(self, cancel: Callable[[], Any]) -> None:
-        self._cancel = cancel
-
-    def __enter__(self) -> _WorkerWatch:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _watch(self) -> None:
-        since = None
-        while not self._stop.wait(self._interval):
-            try:
-                processing = self._client.processing()
-            except Exception:  # noqa: BLE001 - the client is closing; the run ends
-                return
-            self.progress.running(
-                sum(
-                    isinstance(key, tuple) and key[0].endswith(self._token)
-                    for keys in processing.values()
-                    for key in keys
-                )
-            )
-            if processing:
-                since = None
-                continue
-            since = since or time.monotonic()
-            if time.monotonic() - since >= self._worker_wait:
-                self.lost = (
-                    f"All Dask workers left the scheduler at "
-                    f"{self._client.scheduler.address} and none came back within "
-                    f"{self._worker_wait:g} s (client_args.worker_wait)."
-                )
-                self._cancel()
-                return
 
 
 def _package_name() -> str | None:

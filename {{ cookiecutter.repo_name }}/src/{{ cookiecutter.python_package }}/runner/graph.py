@@ -28,8 +28,9 @@ import cloudpickle
 from dask.utils import apply
 from kedro.io import MemoryDataset
 
+from .compat import memory_copy_mode
 from .errors import DaskRunnerError
-from .worker import NodeChain, NodeTask
+from .worker import NodeChain, NodeTask, TaskResult
 
 if TYPE_CHECKING:
     from kedro.io import CatalogProtocol
@@ -137,10 +138,10 @@ class PipelineGraph:
             node=node,
             datasets={name: catalog.get(name) for name in persisted},
             memory_inputs=[
-                (name, getattr(catalog.get(name), "_copy_mode", None))
-                for name in self._memory_inputs(node)
+                (name, memory_copy_mode(catalog.get(name)))
+                for name in self.memory_inputs_of(node)
             ],
-            memory_outputs=self._memory_outputs(node),
+            memory_outputs=self.memory_outputs_of(node),
             validator_specs={n: specs[n] for n in persisted if n in specs},
         )
 
@@ -167,82 +168,20 @@ class PipelineGraph:
         """
         options_of = node_options or _no_options
         chains = self.chains(options_of) if fuse else [[n] for n in self.pipeline.nodes]
-        # Node groups are named after functions, which cannot contain a hyphen:
-        # no node key can clash with a "kedro-input/output/done" key.
-        graph: dict[Key, Any] = {}
-        context_task = (pickle.loads, context)
-        node_keys: dict[Node, Key] = {}
+        builder = _GraphBuilder(self, token, chains)
+        builder.add_inputs(inputs)
+        builder.add_outputs()
         for chain in chains:
-            tail = chain[-1]
-            node_keys.update(
-                dict.fromkeys(chain, (f"{task_prefix(tail)}-{token}", tail.name))
-            )
-        data_keys: dict[str, Key] = {}
-        for name, payload in inputs.items():
-            data_keys[name] = (f"kedro-input-{token}", name)
-            graph[data_keys[name]] = (pickle.loads, payload)
-        producer: dict[str, Node] = {}
-        for chain in chains:
-            for node in chain:
-                producer.update(dict.fromkeys(self._memory_outputs(node), node))
-            # Only the last node's outputs leave the chain's task.
-            tail = chain[-1]
-            memory_outputs = self._memory_outputs(tail)
-            if len(memory_outputs) == 1:
-                data_keys[memory_outputs[0]] = node_keys[tail]
-                continue
-            for name in memory_outputs:
-                data_keys[name] = (f"kedro-output-{token}", name)
-                graph[data_keys[name]] = (operator.getitem, node_keys[tail], name)
-
-        def finished(parent: Node) -> Key:
-            """A key ready once ``parent`` (a chain's last node) has run, without
-            its in-memory outputs: a consumer of its persisted data only must not
-            have its other data moved to it."""
-            if not self._memory_outputs(parent):
-                return node_keys[parent]  # its task returns None
-            done = (f"kedro-done-{token}", parent.name)
-            graph[done] = (operator.is_, node_keys[parent], None)  # a bool, not data
-            return done
-
-        dependencies = self.pipeline.node_dependencies
-        for chain in chains:
-            steps: list[list[Key]] = []
-            links: list[int | None] = []
-            for previous, node in zip([None, *chain], chain, strict=False):
-                memory_inputs = self._memory_inputs(node)
-                handed = self._memory_outputs(previous) if previous else []
-                links.append(memory_inputs.index(handed[0]) if handed else None)
-                steps.append([data_keys[n] for n in memory_inputs if n not in handed])
-            head = chain[0]
-            # Parents that hand over only persisted data: wait for them, take nothing.
-            data_parents = {producer.get(name) for name in self._memory_inputs(head)}
-            after = sorted(
-                finished(parent)
-                for parent in dependencies[head]
-                if parent not in data_parents
-            )
-            if len(chain) == 1:
-                payload, arguments = self._payloads[head], steps[0]
-            else:
-                payload = cloudpickle.dumps(
-                    NodeChain([self._payloads[node] for node in chain], links)
-                )
-                arguments = steps
-            graph[node_keys[head]] = (
-                apply,
-                (pickle.loads, payload),
-                [context_task, arguments, after],
-            )
-        annotations = {}
-        for chain in chains:
-            if options := options_of(chain[0]):
-                annotations[node_keys[chain[0]]] = options
+            builder.add_chain(chain, context)
         return DaskGraph(
-            graph=graph,
-            node_keys=node_keys,
-            output_keys={name: data_keys[name] for name in self.free_outputs},
-            annotations=annotations,
+            graph=builder.graph,
+            node_keys=builder.node_keys,
+            output_keys={name: builder.data_keys[name] for name in self.free_outputs},
+            annotations={
+                builder.node_keys[chain[0]]: options
+                for chain in chains
+                if (options := options_of(chain[0]))
+            },
             token=token,
         )
 
@@ -274,7 +213,7 @@ class PipelineGraph:
             if len(children[parent]) != 1:
                 return None
             [child] = children[parent]
-            handed = self._memory_outputs(parent)
+            handed = self.memory_outputs_of(parent)
             if (
                 len(parents[child]) != 1
                 or len(handed) > 1
@@ -296,11 +235,105 @@ class PipelineGraph:
             chains.append(chain)
         return chains
 
-    def _memory_inputs(self, node: Node) -> list[str]:
+    def memory_inputs_of(self, node: Node) -> list[str]:
+        """The in-memory datasets ``node`` takes, in order, each once."""
         return [name for name in _unique(node.inputs) if name in self._memory]
 
-    def _memory_outputs(self, node: Node) -> list[str]:
+    def memory_outputs_of(self, node: Node) -> list[str]:
+        """The in-memory datasets ``node`` returns, in order."""
         return [name for name in node.outputs if name in self._memory]
+
+    def payload(self, node: Node) -> bytes:
+        """``node``'s pickled ``NodeTask``."""
+        return self._payloads[node]
+
+
+class _GraphBuilder:
+    """Writes the tasks of one run's graph, chain by chain.
+
+    Keys come first: every node's task key (a chain's nodes share the key of its
+    last node) and every in-memory dataset's data key. In-memory data is read
+    from its producer's result as ``TaskResult`` lays it out. A consumer of a
+    producer's persisted data only waits for a ``kedro-done`` key: ready once the
+    producer ran, it holds a bool, so no data moves to the consumer for it.
+    Groups of node tasks are named after functions, which cannot contain a
+    hyphen: no node key clashes with a ``kedro-input/output/done`` key.
+    """
+
+    def __init__(self, plan: PipelineGraph, token: str, chains: list[list[Node]]):
+        self._plan = plan
+        self._token = token
+        self.graph: dict[Key, Any] = {}
+        self.node_keys: dict[Node, Key] = {}
+        self.data_keys: dict[str, Key] = {}
+        self._producer: dict[str, Node] = {}  # in-memory dataset -> its chain's tail
+        self._tails: list[Node] = []
+        for chain in chains:
+            tail = chain[-1]
+            self._tails.append(tail)
+            key = (f"{task_prefix(tail)}-{token}", tail.name)
+            self.node_keys.update(dict.fromkeys(chain, key))
+
+    def add_inputs(self, inputs: Mapping[str, bytes]) -> None:
+        """One task per in-memory pipeline input, unpickling what the driver loaded."""
+        for name, payload in inputs.items():
+            self.data_keys[name] = (f"kedro-input-{self._token}", name)
+            self.graph[self.data_keys[name]] = (pickle.loads, payload)
+
+    def add_outputs(self) -> None:
+        """The data key of every in-memory output that leaves a task: only the
+        last node's outputs leave a chain."""
+        for tail in self._tails:
+            result = TaskResult(self._plan.memory_outputs_of(tail))
+            for name in result.names:
+                self._producer[name] = tail
+                if result.is_whole:
+                    self.data_keys[name] = self.node_keys[tail]
+                else:
+                    self.data_keys[name] = (f"kedro-output-{self._token}", name)
+                    self.graph[self.data_keys[name]] = (
+                        operator.getitem,
+                        self.node_keys[tail],
+                        name,
+                    )
+
+    def add_chain(self, chain: list[Node], context: bytes) -> None:
+        """The task running ``chain`` (one node, or several handing on data)."""
+        steps: list[list[Key]] = []
+        links: list[int | None] = []
+        for previous, node in zip([None, *chain], chain, strict=False):
+            memory_inputs = self._plan.memory_inputs_of(node)
+            handed = self._plan.memory_outputs_of(previous) if previous else []
+            links.append(memory_inputs.index(handed[0]) if handed else None)
+            steps.append([self.data_keys[n] for n in memory_inputs if n not in handed])
+        if len(chain) == 1:
+            payload, arguments = self._plan.payload(chain[0]), steps[0]
+        else:
+            payload = cloudpickle.dumps(
+                NodeChain([self._plan.payload(node) for node in chain], links)
+            )
+            arguments = steps
+        self.graph[self.node_keys[chain[0]]] = (
+            apply,
+            (pickle.loads, payload),
+            [(pickle.loads, context), arguments, self._waits_for(chain[0])],
+        )
+
+    def _waits_for(self, head: Node) -> list[Key]:
+        """Keys of the parents that hand ``head`` only persisted data."""
+        producers = {self._producer.get(n) for n in self._plan.memory_inputs_of(head)}
+        parents = self._plan.pipeline.node_dependencies[head]
+        return sorted(
+            self._finished(parent) for parent in parents if parent not in producers
+        )
+
+    def _finished(self, parent: Node) -> Key:
+        """A key ready once ``parent``'s task has run, holding no data of it."""
+        if not self._plan.memory_outputs_of(parent):
+            return self.node_keys[parent]  # its task returns None
+        done = (f"kedro-done-{self._token}", parent.name)
+        self.graph[done] = (operator.is_, self.node_keys[parent], None)
+        return done
 
 
 def _no_options(_node: Node) -> dict[str, Any]:

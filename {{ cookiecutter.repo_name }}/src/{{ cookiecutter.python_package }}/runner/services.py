@@ -63,13 +63,7 @@ class RunOptions:
     def from_mapping(cls, options: Mapping[str, Any] | None) -> RunOptions:
         """Validate ``dask_runner`` parameters, naming any key that is wrong."""
         options = dict(options or {})
-        known = {f.name for f in fields(cls)}
-        for key in options:
-            if key not in known:
-                raise DaskRunnerError(
-                    f"Unknown dask_runner option '{key}'; expected one of "
-                    f"{', '.join(sorted(known))}."
-                )
+        cls.check_names(options, "DaskRunner option")
         rules = options.get("node_options") or ()
         if isinstance(rules, Mapping) or not isinstance(rules, Sequence):
             raise DaskRunnerError(
@@ -80,6 +74,21 @@ class RunOptions:
             _check_rule(index, rule)
         options["node_options"] = tuple(dict(rule) for rule in rules)
         return cls(**options)
+
+    @classmethod
+    def check_names(cls, options: Mapping[str, Any], what: str) -> None:
+        """Name the first key of ``options`` that is no option.
+
+        Raises:
+            DaskRunnerError: ``Unknown <what> '<key>'``, with the known ones.
+        """
+        known = {f.name for f in fields(cls)}
+        for key in options:
+            if key not in known:
+                raise DaskRunnerError(
+                    f"Unknown {what} '{key}'; expected one of "
+                    f"{', '.join(sorted(known))}."
+                )
 
     def annotations(self, node: Any) -> dict[str, Any]:
         """The Dask options of ``node``, merged from the rules that select it."""

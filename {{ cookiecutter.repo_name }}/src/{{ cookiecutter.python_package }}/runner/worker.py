@@ -1,4 +1,4 @@
-"""The code that runs on a Dask worker: one Kedro node per Dask task.
+"""The code that runs on a Dask worker: a Kedro node, or a chain of them, per task.
 
 ``NodeTask`` is shipped to a worker (pickled, inside the task) and called there
 with the node's in-memory inputs, which Dask hands over from whichever worker
@@ -15,19 +15,17 @@ registered once per worker process and run.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import functools
 import logging
 import pickle
-import sys
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from kedro.framework.hooks.manager import _create_hook_manager
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner.task import Task
 
+from .compat import add_validator_specs, copy_mode_of, create_hook_manager, hold
 from .node_logs import LogSettings, collect
 
 if TYPE_CHECKING:
@@ -51,8 +49,47 @@ NODE_HOOK_NAMES = frozenset(
 )
 
 
-NODE_NOTE = "Raised by Kedro node"
-"""How the note on an exception raised by a node on a worker begins."""
+class TaskResult:
+    """What the task of a node (or of a chain, its last node) returns to Dask.
+
+    One in-memory output is the result itself; several are a dict by name, which
+    the graph reads with ``getitem``; none is ``None``. ``NodeTask`` packs by this
+    rule and ``PipelineGraph`` reads by it.
+    """
+
+    def __init__(self, names: Sequence[str]):
+        self.names = tuple(names)
+
+    def pack(self, values: Mapping[str, Any]) -> Any:
+        if len(self.names) == 1:
+            return values[self.names[0]]
+        return {name: values[name] for name in self.names} or None
+
+    @property
+    def is_whole(self) -> bool:
+        """Whether the task's result is its one output, with no dict around it."""
+        return len(self.names) == 1
+
+
+class NodeFailure:
+    """The note a node task adds to the exception its node raised, naming the
+    node and the worker; the driver reads back which node failed (for a chain:
+    the ones before it finished) and whether the node raised at all (an import
+    error while unpickling a task has no note)."""
+
+    PREFIX = "Raised by Kedro node"
+
+    @classmethod
+    def note(cls, exc: BaseException, node_name: str) -> None:
+        exc.add_note(f"{cls.PREFIX} '{node_name}' on Dask worker {_worker_address()}.")
+
+    @classmethod
+    def node_of(cls, exc: BaseException) -> str | None:
+        """The name of the node that raised ``exc``, if a node task noted it."""
+        for note in getattr(exc, "__notes__", ()):
+            if isinstance(note, str) and note.startswith(cls.PREFIX):
+                return note[len(cls.PREFIX) :].split("'")[1]
+        return None
 
 
 class RunContext:
@@ -103,7 +140,7 @@ def _hook_manager(
     """Every task of a run carries the run's context; its hooks are loaded once."""
     if package_name:
         _configure_project(package_name)
-    manager = _create_hook_manager()
+    manager = create_hook_manager()
     for plugin in pickle.loads(hook_plugins):
         manager.register(plugin)
     return manager
@@ -153,11 +190,10 @@ def received_dataset(data: Any, copy_mode: str | None) -> MemoryDataset:
     Dask already holds the object, so it is not copied when stored; it is copied
     on load according to the dataset's ``copy_mode``, as ``MemoryDataset`` does,
     so a node that mutates its input cannot change what other consumers see. The
-    mode is settled here (see ``copy_mode_of``) so loading skips Kedro's guess.
+    mode is settled here (see ``compat.copy_mode_of``) so loading skips Kedro's
+    guess.
     """
-    dataset = _memory_dataset(copy_mode or copy_mode_of(data))
-    dataset._data = data
-    return dataset
+    return hold(_memory_dataset(copy_mode or copy_mode_of(data)), data)
 
 
 def _memory_dataset(copy_mode: str) -> MemoryDataset:
@@ -174,26 +210,6 @@ def _memory_dataset(copy_mode: str) -> MemoryDataset:
 @functools.cache
 def _prototype(copy_mode: str) -> MemoryDataset:
     return MemoryDataset(copy_mode=copy_mode)  # type: ignore[arg-type]
-
-
-def copy_mode_of(data: Any) -> str:
-    """Kedro's ``_infer_copy_mode``, without its import attempts.
-
-    Kedro runs ``import pandas``, ``numpy`` and ``ibis`` on every load of an
-    in-memory dataset without a copy mode. A failed import is not cached, so with
-    ``ibis`` not installed each load searches all of ``sys.path`` again: most of
-    a small node's time on a worker (``benchmarks/README.md``). An object can only
-    be an instance of a class whose module is imported, so looking the modules up
-    in ``sys.modules`` decides the same.
-    """
-    pd = sys.modules.get("pandas")
-    np = sys.modules.get("numpy")
-    ibis = sys.modules.get("ibis")
-    if (pd and isinstance(data, pd.DataFrame)) or (np and isinstance(data, np.ndarray)):
-        return "copy"
-    if type(data).__name__ == "DataFrame" or (ibis and isinstance(data, ibis.Table)):
-        return "assign"
-    return "deepcopy"
 
 
 class NodeTask:
@@ -221,6 +237,7 @@ class NodeTask:
         self.datasets = dict(datasets)
         self.memory_inputs = tuple(memory_inputs)
         self.memory_outputs = tuple(memory_outputs)
+        self.result = TaskResult(self.memory_outputs)
         self.validator_specs = dict(validator_specs or {})
 
     def __call__(
@@ -235,8 +252,7 @@ class NodeTask:
                 they save a persisted dataset it loads; their values are unused.
 
         Returns:
-            The single in-memory output, a dict of them when there are several,
-            or ``None`` when the node has none.
+            The in-memory outputs, packed as ``TaskResult`` says.
         """
         catalog = self._catalog(inputs)
         try:
@@ -249,14 +265,9 @@ class NodeTask:
                     run_id=context.run_id,
                 ).execute()
         except Exception as exc:
-            exc.add_note(
-                f"{NODE_NOTE} '{self.node.name}' on Dask worker {_worker_address()}."
-            )
+            NodeFailure.note(exc, self.node.name)
             raise
-        outputs = {name: catalog[name].load() for name in self.memory_outputs}
-        if len(outputs) == 1:
-            return next(iter(outputs.values()))
-        return outputs or None
+        return self.result.pack({n: catalog[n].load() for n in self.memory_outputs})
 
     def _catalog(self, inputs: Sequence[Any]) -> _NodeCatalog:
         datasets: dict[str, AbstractDataset] = dict(self.datasets)
@@ -266,7 +277,7 @@ class NodeTask:
             datasets[name] = _memory_dataset("assign")
         catalog = _NodeCatalog(datasets=datasets)
         if self.validator_specs:
-            catalog._validator_specs.update(self.validator_specs)
+            add_validator_specs(catalog, self.validator_specs)
         return catalog
 
 
@@ -301,28 +312,15 @@ class NodeChain:
             What the last node's ``NodeTask`` returns.
         """
         handed = None
-        steps = zip(self.steps, self.links, inputs, strict=True)
-        for done, (step, link, values) in enumerate(steps):
+        for step, link, values in zip(self.steps, self.links, inputs, strict=True):
             arguments = list(values)
             if link is not None:
                 arguments.insert(link, handed)
             handed = None  # only ``arguments`` holds it: freed after the step
-            try:
-                handed = pickle.loads(step)(context, arguments)
-            except Exception as exc:
-                # The driver confirms and reports the nodes that did finish.
-                with contextlib.suppress(AttributeError):  # no __dict__
-                    setattr(exc, _NODES_DONE, done)
-                raise
+            # A failing node's exception names it (``NodeFailure``): the driver
+            # confirms and reports the nodes before it.
+            handed = pickle.loads(step)(context, arguments)
         return handed
-
-
-_NODES_DONE = "kedro_dask_chain_nodes_done"
-
-
-def chain_nodes_done(exc: BaseException) -> int:
-    """How many nodes of a ``NodeChain`` finished before it raised ``exc``."""
-    return getattr(exc, _NODES_DONE, 0)
 
 
 def _worker_address() -> str:

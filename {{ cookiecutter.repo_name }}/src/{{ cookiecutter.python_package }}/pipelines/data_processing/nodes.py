@@ -44,7 +44,7 @@ def generate_raw_sales(parameters: dict[str, Any]) -> pd.DataFrame:
     store_size = np.round(rng.uniform(400, 2400, size=n_stores), -1)
     store_size = store_size.astype(np.int64)
 
-    day_of_year = dates.dayofyear.to_numpy()
+    day_of_year = dates.day_of_year.to_numpy()
     season = np.sin(2 * np.pi * (day_of_year - 100) / _DAYS_PER_YEAR)
     warmth = np.array([_REGION_WARMTH[r] for r in regions])
     temperature = (
@@ -54,7 +54,7 @@ def generate_raw_sales(parameters: dict[str, Any]) -> pd.DataFrame:
         + rng.normal(0.0, 3.0, size=(n_days, n_stores))
     )
 
-    is_weekend = (dates.dayofweek.to_numpy() >= 5).astype(np.int64)
+    is_weekend = (dates.day_of_week.to_numpy() >= 5).astype(np.int64)
     holiday = (rng.random(n_days) < 0.03).astype(np.int64)
     promo = (rng.random((n_days, n_stores)) < 0.15).astype(np.int64)
 
@@ -170,9 +170,9 @@ def create_model_input_table(
     table = table.reset_index(drop=True)
     by_store = table.groupby("store_id", sort=False)["units_sold"]
 
-    day_of_year = table["date"].dt.dayofyear.to_numpy()
+    day_of_year = table["date"].dt.day_of_year.to_numpy()
     features = {
-        "is_weekend": (table["date"].dt.dayofweek >= 5).astype("int64"),
+        "is_weekend": (table["date"].dt.day_of_week >= 5).astype("int64"),
         "season_sin": np.sin(2 * np.pi * day_of_year / _DAYS_PER_YEAR),
         "season_cos": np.cos(2 * np.pi * day_of_year / _DAYS_PER_YEAR),
         "store_size_k": table["store_size_sqm"] / 1000.0,

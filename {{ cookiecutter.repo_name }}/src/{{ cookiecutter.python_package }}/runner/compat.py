@@ -1,0 +1,94 @@
+"""The private Kedro and Dask API the runner relies on, and nothing else.
+
+Kedro's runners build a node's world from parts that Kedro does not export: a hook
+manager, a ``MemoryDataset`` holding an object it was handed, a catalog's
+validator specs. Dask names a graph by hashing all of it unless told its name.
+Each use is wrapped here, once, so that a change in Kedro or Dask breaks one
+module, and ``tests/runner/test_compat.py`` says which function broke.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from kedro.framework.hooks.manager import _create_hook_manager
+from kedro.io import MemoryDataset
+from kedro.io.memory_dataset import _copy_with_mode
+
+if TYPE_CHECKING:
+    from kedro.io import DataCatalog
+    from pluggy import PluginManager
+
+
+def create_hook_manager() -> PluginManager:
+    """A hook manager with Kedro's hook specifications, as a session makes one."""
+    return _create_hook_manager()
+
+
+def memory_copy_mode(dataset: Any) -> str | None:
+    """The ``copy_mode`` a ``MemoryDataset`` was configured with (``None``: Kedro
+    infers it from the data); ``None`` for any other dataset."""
+    if isinstance(dataset, MemoryDataset):
+        return dataset._copy_mode  # type: ignore[no-any-return]
+    return None
+
+
+def hold(dataset: MemoryDataset, data: Any) -> MemoryDataset:
+    """Put ``data`` into ``dataset`` as it is, without the copy ``save`` makes:
+    for an object Dask has just handed over, which nothing else refers to."""
+    dataset._data = data
+    return dataset
+
+
+def store(dataset: MemoryDataset, data: Any) -> None:
+    """``MemoryDataset.save`` with the copy mode settled by ``copy_mode_of``."""
+    copy_mode = dataset._copy_mode or copy_mode_of(data)
+    dataset._data = _copy_with_mode(data, copy_mode=copy_mode)
+
+
+def copy_mode_of(data: Any) -> str:
+    """Kedro's ``_infer_copy_mode``, without its import attempts.
+
+    Kedro runs ``import pandas``, ``numpy`` and ``ibis`` on every load of an
+    in-memory dataset without a copy mode. A failed import is not cached, so with
+    ``ibis`` not installed each load searches all of ``sys.path`` again: most of
+    a small node's time on a worker. An object can only be an instance of a class
+    whose module is imported, so looking the modules up in ``sys.modules``
+    decides the same.
+    """
+    pd = sys.modules.get("pandas")
+    np = sys.modules.get("numpy")
+    ibis = sys.modules.get("ibis")
+    if (pd and isinstance(data, pd.DataFrame)) or (np and isinstance(data, np.ndarray)):
+        return "copy"
+    if type(data).__name__ == "DataFrame" or (ibis and isinstance(data, ibis.Table)):
+        return "assign"
+    return "deepcopy"
+
+
+def add_validator_specs(catalog: DataCatalog, specs: Mapping[str, Any]) -> None:
+    """Give a catalog built on a worker the driver's validator specs, which
+    ``DataCatalog.validator_specs`` reads but no public method sets."""
+    catalog._validator_specs.update(specs)
+
+
+def named_graph(graph: Any, name: str) -> Any:
+    """``graph`` as the expression ``Client.get`` makes of it, named ``name``.
+
+    ``Client.get`` wraps a graph in an expression named by a deterministic token
+    of the whole graph, which walks every task and its pickled bytes (~0.35 ms
+    per node in the driver). A run's token is already unique. With another dask
+    layout the graph is returned as it is, and Dask tokenizes it.
+    """
+    try:
+        from dask._expr import HLGExpr, LLGExpr
+        from dask.highlevelgraph import HighLevelGraph
+    except ImportError:
+        return graph
+    if isinstance(graph, HighLevelGraph):
+        return HLGExpr(graph, _determ_token=name)
+    if isinstance(graph, dict):
+        return LLGExpr(graph, _determ_token=name)
+    return graph

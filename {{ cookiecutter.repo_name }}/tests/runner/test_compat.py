@@ -1,0 +1,109 @@
+"""``compat``: the private Kedro and Dask API the runner relies on. Each test
+pins what the runner expects of one function, against the installed Kedro and
+Dask: when an upgrade changes it, the failing test names the function."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from kedro.framework.hooks import hook_impl
+from kedro.io import DataCatalog, MemoryDataset
+from kedro.io.memory_dataset import _infer_copy_mode
+from kedro_datasets.pandas import CSVDataset
+
+from {{ cookiecutter.python_package }}.runner.compat import (
+    add_validator_specs,
+    copy_mode_of,
+    create_hook_manager,
+    hold,
+    memory_copy_mode,
+    named_graph,
+    store,
+)
+
+
+class DataFrame:
+    """Named like the dataframes Kedro passes by reference (polars, spark...)."""
+
+
+@pytest.mark.parametrize(
+    "data",
+    [pd.DataFrame({"a": [1]}), np.ones(3), DataFrame(), {"a": [1]}, [1, 2], 7, None],
+    ids=lambda data: type(data).__name__,
+)
+def test_copy_mode_is_inferred_as_kedro_does(data):
+    assert copy_mode_of(data) == _infer_copy_mode(data)
+
+
+@pytest.mark.parametrize("copy_mode", ["assign", "copy", "deepcopy", None])
+def test_store_stores_as_memory_dataset_save_does(copy_mode):
+    stored_value, saved_value = {"a": [1, 2]}, {"a": [1, 2]}
+    stored, saved = (
+        MemoryDataset(copy_mode=copy_mode),
+        MemoryDataset(copy_mode=copy_mode),
+    )
+
+    store(stored, stored_value)
+    saved.save(saved_value)
+
+    assert stored.load() == saved.load() == {"a": [1, 2]}
+    # The same copies as save: a change to what was loaded reaches the stored
+    # data, and the value handed in, exactly when it does for save.
+    stored.load()["a"].append(3)
+    saved.load()["a"].append(3)
+    assert stored.load() == saved.load()
+    assert stored_value == saved_value
+
+
+def test_hold_keeps_the_very_object_and_load_copies_by_mode():
+    value = {"a": [1]}
+
+    dataset = hold(MemoryDataset(copy_mode="deepcopy"), value)
+
+    assert dataset.exists()
+    loaded = dataset.load()
+    assert loaded == value and loaded is not value
+    assert hold(MemoryDataset(copy_mode="assign"), value).load() is value
+
+
+def test_memory_copy_mode_reads_the_configured_mode():
+    assert memory_copy_mode(MemoryDataset(copy_mode="assign")) == "assign"
+    assert memory_copy_mode(MemoryDataset()) is None
+    assert memory_copy_mode(CSVDataset(filepath="x.csv")) is None
+
+
+def test_validator_specs_added_to_a_catalog_are_its_specs():
+    source = DataCatalog()
+    specs = dict(source.validator_specs)  # whatever Kedro keeps: copied as is
+    catalog = DataCatalog(datasets={"x": MemoryDataset(1)})
+
+    add_validator_specs(catalog, {"x": "a spec"})
+
+    assert catalog.validator_specs == {**specs, "x": "a spec"}
+
+
+def test_the_hook_manager_knows_kedro_s_node_hooks():
+    class Recorder:
+        calls: list[str] = []
+
+        @hook_impl
+        def before_node_run(self, node) -> None:
+            self.calls.append(node)
+
+    manager = create_hook_manager()
+    manager.register(Recorder())
+
+    manager.hook.before_node_run(
+        node="n", catalog=None, inputs={}, is_async=False, run_id=None
+    )
+    assert Recorder.calls == ["n"]
+
+
+def test_the_graph_is_named_by_the_run_token_not_tokenized():
+    graph = {("noop-abc", "x"): (int, 1)}
+
+    expression = named_graph(graph, "abc")
+
+    assert expression.deterministic_token == "abc"
+    assert expression.__dask_keys__() == [("noop-abc", "x")]

@@ -97,7 +97,8 @@ def _install(levels: tuple[tuple[str, int], ...]) -> _Collector:
             None,
         ) or _Collector()
         for logger, (_, level) in zip(loggers, levels, strict=True):
-            logger.setLevel(level)
+            if logger.level != level:  # setLevel clears every logger's cache
+                logger.setLevel(level)
             logger.propagate = False
             if collector not in logger.handlers:
                 logger.addHandler(collector)

@@ -17,6 +17,7 @@ import inspect
 import os
 import subprocess
 import sys
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import IO, TYPE_CHECKING, Any
@@ -174,16 +175,21 @@ def _environment_parameters(
 ) -> Mapping[str, Any]:
     """The parameters of the run's environment, read as the session will read
     them, before Kedro's ``run`` creates the session and the runner."""
-    config_loader = settings.CONFIG_LOADER_CLASS(
-        conf_source=conf_source or str(metadata.project_path / settings.CONF_SOURCE),
-        env=env or os.getenv("KEDRO_ENV"),
-        runtime_params=runtime_params,
-        **settings.CONFIG_LOADER_ARGS,
-    )
-    try:
-        parameters: Mapping[str, Any] = config_loader["parameters"]
-    except MissingConfigException:
-        return runtime_params or {}
+    with warnings.catch_warnings():
+        # The session's own loader warns about what the project's settings say
+        # (deprecations...): once is enough.
+        warnings.simplefilter("ignore")
+        config_loader = settings.CONFIG_LOADER_CLASS(
+            conf_source=conf_source
+            or str(metadata.project_path / settings.CONF_SOURCE),
+            env=env or os.getenv("KEDRO_ENV"),
+            runtime_params=runtime_params,
+            **settings.CONFIG_LOADER_ARGS,
+        )
+        try:
+            parameters: Mapping[str, Any] = config_loader["parameters"]
+        except MissingConfigException:
+            return runtime_params or {}
     return parameters
 
 

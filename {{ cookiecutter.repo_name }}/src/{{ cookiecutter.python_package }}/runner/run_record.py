@@ -448,6 +448,129 @@ def _error_text(error: BaseException | str | None) -> tuple[str, str]:
     return str(error), ""
 
 
+def _dataset_event(event: DatasetEvent) -> dict[str, Any]:
+    """Kedro-Viz's ``after_dataset_loaded`` or ``after_dataset_saved`` event."""
+    entry = {
+        "event": f"after_dataset_{event.operation}",
+        "dataset": event.dataset,
+        "node_id": dataset_id(event.dataset),
+        "status": "Available",
+    }
+    if event.size is not None:
+        entry["size"] = event.size
+    return entry
+
+
+def _node_run_event(record: NodeRun, ident: str) -> dict[str, Any] | None:
+    """The ``after_node_run`` event, or ``None`` when the function never returned.
+
+    A record measured without hooks (no ``run_time``) that did not fail counts the
+    whole task as the node's duration.
+    """
+    if record.run_time is not None:
+        duration = record.run_time
+    elif not record.failed:
+        duration = record.duration
+    else:
+        return None
+    return {
+        "event": "after_node_run",
+        "node": record.node,
+        "node_id": ident,
+        "duration": duration,
+        "status": SUCCESS,
+    }
+
+
+def _node_error_event(record: NodeRun, ident: str) -> dict[str, Any]:
+    """The ``on_node_error`` event of a failed node."""
+    return {
+        "event": "on_node_error",
+        "node": record.node,
+        "node_id": ident,
+        "error": record.error,
+        "timestamp": _iso(record.end),
+        "traceback": record.traceback,
+    }
+
+
+def _shows_node_error(record: NodeRun, first_failure: NodeRun | None) -> bool:
+    """Whether Kedro-Viz would record a node error for this record.
+
+    It does only when the function raised; a dataset that failed to load or save
+    shows in the pipeline error instead. A run has only one pipeline error, so
+    further such failures show as node errors.
+    """
+    if not record.failed:
+        return False
+    return not record.failed_dataset or record is not first_failure
+
+
+def _node_events(
+    record: NodeRun, ident: str, first_failure: NodeRun | None
+) -> list[dict[str, Any]]:
+    """One node's events, in order: loads, its run or error, saves."""
+    events = [_dataset_event(d) for d in record.datasets if d.operation == LOADED]
+    if (run := _node_run_event(record, ident)) is not None:
+        events.append(run)
+    if _shows_node_error(record, first_failure):
+        events.append(_node_error_event(record, ident))
+    events.extend(_dataset_event(d) for d in record.datasets if d.operation == SAVED)
+    return events
+
+
+def _first_failure(ordered: Sequence[NodeRun]) -> NodeRun | None:
+    """The failed record that ended first (the first in ``ordered`` on a tie)."""
+    return min((r for r in ordered if r.failed), key=lambda r: r.end, default=None)
+
+
+def _where_it_failed(
+    records: Sequence[NodeRun], pipeline: Any, first_failure: NodeRun | None
+) -> dict[str, Any]:
+    """What a pipeline error names: the failed node and dataset, or else the first
+    node not started."""
+    if first_failure is None:
+        started = {record.node for record in records}
+        waiting = [n for n in pipeline.nodes if n.name not in started]
+        if not waiting:
+            return {}
+        return {
+            "node": waiting[0].name,
+            "node_id": node_id(waiting[0]),
+            "status": "not_started",
+        }
+    where: dict[str, Any] = {}
+    if first_failure.failed_dataset:
+        where["dataset"] = first_failure.failed_dataset
+        where["operation"] = first_failure.failed_operation
+    nodes = {n.name: n for n in pipeline.nodes}
+    if first_failure.node in nodes:
+        where["node"] = first_failure.node
+        where["node_id"] = node_id(nodes[first_failure.node])
+    return where
+
+
+def _pipeline_error_event(
+    records: Sequence[NodeRun],
+    pipeline: Any,
+    first_failure: NodeRun | None,
+    error: BaseException | str | None,
+    end: float | datetime,
+) -> dict[str, Any]:
+    """The ``on_pipeline_error`` event: the run's error, else its first failure's."""
+    message, text = _error_text(error)
+    if first_failure is not None:
+        message = message or first_failure.error
+        text = text or first_failure.traceback
+    return {
+        "event": "on_pipeline_error",
+        "error": message,
+        "timestamp": _iso(end),
+        "traceback": text,
+        **_where_it_failed(records, pipeline, first_failure),
+    }
+
+
 def viz_events(
     records: Sequence[NodeRun],
     pipeline: Any,
@@ -467,94 +590,20 @@ def viz_events(
         error: The exception the run raised, if it failed.
     """
     nodes = {n.name: n for n in pipeline.nodes}
+    ordered = sorted(records, key=lambda r: (r.start, r.end))
+    first_failure = _first_failure(ordered)
     events: list[dict[str, Any]] = [
         {"event": "before_pipeline_run", "timestamp": _iso(start)}
     ]
-    ordered = sorted(records, key=lambda r: (r.start, r.end))
-    failures = sorted((r for r in ordered if r.failed), key=lambda r: r.end)
-    first_failure = failures[0] if failures else None
-
-    def dataset_event(event: DatasetEvent) -> dict[str, Any]:
-        entry = {
-            "event": f"after_dataset_{event.operation}",
-            "dataset": event.dataset,
-            "node_id": dataset_id(event.dataset),
-            "status": "Available",
-        }
-        if event.size is not None:
-            entry["size"] = event.size
-        return entry
-
     for record in ordered:
         ident = node_id(nodes[record.node]) if record.node in nodes else record.node
-        events.extend(
-            dataset_event(d) for d in record.datasets if d.operation == LOADED
-        )
-        if record.run_time is not None:
-            events.append(
-                {
-                    "event": "after_node_run",
-                    "node": record.node,
-                    "node_id": ident,
-                    "duration": record.run_time,
-                    "status": SUCCESS,
-                }
-            )
-        elif not record.failed:  # measured without hooks: the whole task
-            events.append(
-                {
-                    "event": "after_node_run",
-                    "node": record.node,
-                    "node_id": ident,
-                    "duration": record.duration,
-                    "status": SUCCESS,
-                }
-            )
-        # Kedro-Viz records a node error only when the function raised; a dataset
-        # that failed to load or save shows in the pipeline error instead. A run
-        # has only one pipeline error, so further such failures show as node errors.
-        if record.failed and (not record.failed_dataset or record is not first_failure):
-            events.append(
-                {
-                    "event": "on_node_error",
-                    "node": record.node,
-                    "node_id": ident,
-                    "error": record.error,
-                    "timestamp": _iso(record.end),
-                    "traceback": record.traceback,
-                }
-            )
-        events.extend(dataset_event(d) for d in record.datasets if d.operation == SAVED)
-
+        events.extend(_node_events(record, ident, first_failure))
     if error is None and first_failure is None:
         events.append({"event": "after_pipeline_run", "timestamp": _iso(end)})
-        return events
-
-    message, text = _error_text(error)
-    if first_failure is not None:
-        message = message or first_failure.error
-        text = text or first_failure.traceback
-    failure: dict[str, Any] = {
-        "event": "on_pipeline_error",
-        "error": message,
-        "timestamp": _iso(end),
-        "traceback": text,
-    }
-    if first_failure is not None:
-        if first_failure.failed_dataset:
-            failure["dataset"] = first_failure.failed_dataset
-            failure["operation"] = first_failure.failed_operation
-        if first_failure.node in nodes:
-            failure["node"] = first_failure.node
-            failure["node_id"] = node_id(nodes[first_failure.node])
     else:
-        started = {record.node for record in records}
-        waiting = [n for n in pipeline.nodes if n.name not in started]
-        if waiting:
-            failure.update(
-                node=waiting[0].name, node_id=node_id(waiting[0]), status="not_started"
-            )
-    events.append(failure)
+        events.append(
+            _pipeline_error_event(records, pipeline, first_failure, error, end)
+        )
     return events
 
 
@@ -706,42 +755,57 @@ def read_run_record(path: str | Path) -> list[NodeRun]:
     return [NodeRun.from_dict(node) for node in data["nodes"]]
 
 
-def write_timeline(
-    records: Sequence[NodeRun], path: str | Path, *, title: str = "Dask run"
-) -> Path:
-    """Write the run as a timeline: one row per worker, a bar per node from its start
-    to its end, failed nodes red and hatched, details on hover.
+_TIMELINE_TOOLTIPS = [
+    ("node", "@node"),
+    ("worker", "@worker"),
+    ("status", "@status"),
+    ("duration", "@duration"),
+    ("node function", "@run_time"),
+    ("retries", "@retries"),
+    ("inputs moved (bytes)", "@moved"),
+    ("error", "@error"),
+]
+"""What hovering over a node's bar shows: a column of ``_timeline_columns`` each."""
 
-    The page is a single HTML file with bokeh's JavaScript inlined: it opens from
-    disk, offline, without a server.
-    """
-    from bokeh.embed import file_html
-    from bokeh.models import ColumnDataSource, HoverTool, LabelSet
-    from bokeh.plotting import figure
-    from bokeh.resources import INLINE
 
-    ordered = sorted(records, key=lambda r: r.start)
+def _bar_columns(ordered: Sequence[NodeRun]) -> dict[str, list[Any]]:
+    """Where each node's bar goes and how it looks: failed ones red and hatched."""
     origin = min((r.start for r in ordered), default=0.0)
-    workers = sorted({r.worker or "?" for r in ordered}, reverse=True)
-    source = ColumnDataSource(
-        {
-            "node": [r.node for r in ordered],
-            "worker": [r.worker or "?" for r in ordered],
-            "left": [r.start - origin for r in ordered],
-            "right": [r.start - origin + max(r.duration, 1e-6) for r in ordered],
-            "duration": [f"{r.duration:.3f} s" for r in ordered],
-            "run_time": [
-                "" if r.run_time is None else f"{r.run_time:.3f} s" for r in ordered
-            ],
-            "status": [r.status for r in ordered],
-            "retries": [r.retries for r in ordered],
-            "moved": [r.moved_bytes for r in ordered],
-            "error": [r.error.splitlines()[0] if r.error else "" for r in ordered],
-            "color": ["#d62728" if r.failed else "#1f77b4" for r in ordered],
-            "hatch": ["x" if r.failed else " " for r in ordered],
-        }
-    )
-    plot = figure(
+    return {
+        "node": [r.node for r in ordered],
+        "worker": [r.worker or "?" for r in ordered],
+        "left": [r.start - origin for r in ordered],
+        "right": [r.start - origin + max(r.duration, 1e-6) for r in ordered],
+        "color": ["#d62728" if r.failed else "#1f77b4" for r in ordered],
+        "hatch": ["x" if r.failed else " " for r in ordered],
+    }
+
+
+def _detail_columns(ordered: Sequence[NodeRun]) -> dict[str, list[Any]]:
+    """What the tooltip of each node's bar tells, as text and numbers."""
+    return {
+        "duration": [f"{r.duration:.3f} s" for r in ordered],
+        "run_time": [
+            "" if r.run_time is None else f"{r.run_time:.3f} s" for r in ordered
+        ],
+        "status": [r.status for r in ordered],
+        "retries": [r.retries for r in ordered],
+        "moved": [r.moved_bytes for r in ordered],
+        "error": [r.error.splitlines()[0] if r.error else "" for r in ordered],
+    }
+
+
+def _timeline_columns(records: Sequence[NodeRun]) -> dict[str, list[Any]]:
+    """The timeline's data, one row per node, in the order the nodes started."""
+    ordered = sorted(records, key=lambda r: r.start)
+    return {**_bar_columns(ordered), **_detail_columns(ordered)}
+
+
+def _timeline_figure(workers: list[str], title: str) -> Any:
+    """An empty bokeh figure with a row per worker, time along x."""
+    from bokeh.plotting import figure
+
+    return figure(
         title=title,
         y_range=workers,
         height=120 + 60 * len(workers),
@@ -749,6 +813,12 @@ def write_timeline(
         x_axis_label="seconds since the first node started",
         tools="xpan,xwheel_zoom,reset,save",
     )
+
+
+def _draw_nodes(plot: Any, source: Any) -> None:
+    """A bar per node, its name on it, its details on hover."""
+    from bokeh.models import HoverTool, LabelSet
+
     plot.hbar(
         y="worker",
         left="left",
@@ -760,30 +830,34 @@ def write_timeline(
         line_color="black",
         source=source,
     )
-    plot.add_layout(
-        LabelSet(
-            x="left",
-            y="worker",
-            text="node",
-            source=source,
-            x_offset=2,
-            y_offset=-6,
-            text_font_size="9pt",
-        )
+    labels = LabelSet(
+        x="left",
+        y="worker",
+        text="node",
+        source=source,
+        x_offset=2,
+        y_offset=-6,
+        text_font_size="9pt",
     )
-    plot.add_tools(
-        HoverTool(
-            tooltips=[
-                ("node", "@node"),
-                ("worker", "@worker"),
-                ("status", "@status"),
-                ("duration", "@duration"),
-                ("node function", "@run_time"),
-                ("retries", "@retries"),
-                ("inputs moved (bytes)", "@moved"),
-                ("error", "@error"),
-            ]
-        )
-    )
-    html = file_html(plot, INLINE, title)
-    return _write_text(Path(path), html)
+    plot.add_layout(labels)
+    plot.add_tools(HoverTool(tooltips=_TIMELINE_TOOLTIPS))
+
+
+def write_timeline(
+    records: Sequence[NodeRun], path: str | Path, *, title: str = "Dask run"
+) -> Path:
+    """Write the run as a timeline: one row per worker, a bar per node from its start
+    to its end, failed nodes red and hatched, details on hover.
+
+    The page is a single HTML file with bokeh's JavaScript inlined: it opens from
+    disk, offline, without a server.
+    """
+    from bokeh.embed import file_html
+    from bokeh.models import ColumnDataSource
+    from bokeh.resources import INLINE
+
+    columns = _timeline_columns(records)
+    workers = sorted(set(columns["worker"]), reverse=True)
+    plot = _timeline_figure(workers, title)
+    _draw_nodes(plot, ColumnDataSource(columns))
+    return _write_text(Path(path), file_html(plot, INLINE, title))

@@ -1,41 +1,44 @@
 """``PipelineGraph``: a Kedro pipeline translated into one Dask graph.
 
-No cluster is needed: the graph is inspected, pickled, and executed with Dask's
-synchronous in-process scheduler.
+No cluster is needed: the graph is executed with Dask's synchronous in-process
+scheduler, which runs its node tasks right here, and its keys are inspected with
+Dask's public graph functions (``dask.core.get_dependencies``). No test reads how
+a task is laid out inside the graph.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 import pickle
 import subprocess
 import sys
 import textwrap
 import threading
 import uuid
-from operator import getitem
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import dask
 import pandas as pd
 import pytest
+from dask.core import get_dependencies
+from dask.highlevelgraph import HighLevelGraph
 from dask.utils import key_split
+from kedro.framework.hooks import hook_impl
 from kedro.io import AbstractDataset, DataCatalog, MemoryDataset
 from kedro.pipeline import Pipeline, node
 from kedro_datasets.pandas import CSVDataset
 
+import {{ cookiecutter.python_package }}
 from {{ cookiecutter.python_package }}.runner.graph import (
     DaskGraph,
     PipelineGraph,
     UnpicklableError,
     task_prefix,
 )
-from {{ cookiecutter.python_package }}.runner.worker import (
-    NodeChain,
-    NodeTask,
-    RunContext,
-)
+from {{ cookiecutter.python_package }}.runner.worker import RunContext
 
 
 # --------------------------------------------------------------------------- #
@@ -47,6 +50,11 @@ def add_one(df: pd.DataFrame) -> pd.DataFrame:
 
 def total(df: pd.DataFrame, extra: int) -> int:
     return int(df["value"].sum()) + extra
+
+
+def total_of_second(extra: int, df: pd.DataFrame) -> int:
+    """``total`` taking the data frame second."""
+    return total(df, extra)
 
 
 def split_even_odd(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
@@ -87,20 +95,64 @@ class LockedDataset(AbstractDataset):
         return {}
 
 
+UNPICKLED: list[str] = []
+"""Names of the ``TracedCSV`` files a task unpickled, in order."""
+
+
+class TracedCSV(CSVDataset):
+    """A CSV dataset noting in ``UNPICKLED`` each time a task unpickles it."""
+
+    def __init__(self, filepath: str, **kwargs: Any) -> None:
+        super().__init__(filepath=filepath, **kwargs)
+        self.traced_name = Path(filepath).stem
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        UNPICKLED.append(self.traced_name)
+
+
+RAN: list[tuple[str, str | None, int]] = []
+"""``(node, run id, plugin instance)`` of each node run, in order."""
+
+
+class RecordNodes:
+    """A node hook noting in ``RAN`` each node a task runs: with the run id it
+    sees and which unpickled copy of this plugin was called."""
+
+    @hook_impl
+    def before_node_run(self, node: Any, run_id: str) -> None:
+        RAN.append((node.name, run_id, id(self)))
+
+
+@pytest.fixture
+def ran() -> Iterator[list[tuple[str, str | None, int]]]:
+    RAN.clear()
+    yield RAN
+    RAN.clear()
+
+
+@pytest.fixture
+def unpickled() -> Iterator[list[str]]:
+    UNPICKLED.clear()
+    yield UNPICKLED
+    UNPICKLED.clear()
+
+
 # --------------------------------------------------------------------------- #
 # Helpers
 # --------------------------------------------------------------------------- #
 RAW = pd.DataFrame({"value": [1, 2, 3, 4, 5]})
+PREPARED = add_one(RAW)  # 2..6: evens 2, 4, 6; odds 3, 5; sum 20
 
 
-def _catalog(tmp_path: Path) -> DataCatalog:
-    raw = CSVDataset(filepath=str(tmp_path / "raw.csv"), save_args={"index": False})
+def _catalog(tmp_path: Path, csv: type[CSVDataset] = CSVDataset) -> DataCatalog:
+    raw = csv(filepath=str(tmp_path / "raw.csv"), save_args={"index": False})
     raw.save(RAW)
     return DataCatalog(
         datasets={
             "raw": raw,
             "prepared": MemoryDataset(),
-            "report": CSVDataset(
+            "report": csv(
                 filepath=str(tmp_path / "report.csv"), save_args={"index": False}
             ),
         }
@@ -125,13 +177,13 @@ def _pipeline() -> Pipeline:
     )
 
 
-def _context(package_name: str | None = None) -> bytes:
+def _context(run_id: str = "run", plugins: tuple[Any, ...] = ()) -> bytes:
     return pickle.dumps(
         RunContext(
-            run_id="run",
+            run_id=run_id,
             is_async=False,
-            package_name=package_name,
-            hook_plugins=pickle.dumps([]),
+            package_name=None,
+            hook_plugins=pickle.dumps(list(plugins)),
         )
     )
 
@@ -139,30 +191,48 @@ def _context(package_name: str | None = None) -> bytes:
 EXTRA = 100  # the value of the in-memory pipeline input ``extra``
 
 
-def _to_dask(
-    graph: PipelineGraph, token: str | None = None, *, fuse: bool = False
+def _to_dask(  # noqa: PLR0913
+    graph: PipelineGraph,
+    token: str | None = None,
+    *,
+    fuse: bool = False,
+    inputs: Mapping[str, Any] | None = None,
+    context: bytes | None = None,
+    node_options: Callable[[Any], dict[str, Any]] | None = None,
 ) -> tuple[DaskGraph, str]:
-    """The graph of one run; one task per node unless ``fuse`` (chains below)."""
+    """The graph of one run; one task per node unless ``fuse`` (chains below).
+
+    Every in-memory pipeline input is ``EXTRA`` unless ``inputs`` says otherwise.
+    """
     token = token or uuid.uuid4().hex
+    values = dict.fromkeys(graph.memory_inputs, EXTRA) | dict(inputs or {})
     dask_graph = graph.to_dask(
         token,
-        _context(),
-        {name: pickle.dumps(EXTRA) for name in graph.memory_inputs},
+        context or _context(),
+        {name: pickle.dumps(values[name]) for name in graph.memory_inputs},
+        node_options=node_options,
         fuse=fuse,
     )
     return dask_graph, token
 
 
-def _task_args(dask_graph: DaskGraph, node_name: str) -> tuple[list, list]:
-    """The (memory input keys, upstream keys) of a node's task."""
-    [task_node] = [n for n in dask_graph.node_keys if n.name == node_name]
-    task = dask_graph.graph[dask_graph.node_keys[task_node]]
-    _context, memory_args, after = task[2]
-    return memory_args, after
-
-
-def _key_of(dask_graph: DaskGraph, node_name: str) -> str:
+def _key_of(dask_graph: DaskGraph, node_name: str) -> Any:
     return next(k for n, k in dask_graph.node_keys.items() if n.name == node_name)
+
+
+def _depends_on(dask_graph: DaskGraph, key: Any) -> set[Any]:
+    """The keys whose results Dask must have before it runs ``key``."""
+    return set(get_dependencies(dask_graph.graph, key))
+
+
+def _compute(dask_graph: DaskGraph, *keys: Any) -> Any:
+    """What the graph computes for ``keys``, in this process (node tasks too)."""
+    results = dask.get(dask_graph.graph, list(keys))
+    return results[0] if len(keys) == 1 else tuple(results)
+
+
+def _node_names(ran: list[tuple[str, str | None, int]]) -> list[str]:
+    return [name for name, _run_id, _plugin in ran]
 
 
 # --------------------------------------------------------------------------- #
@@ -192,9 +262,13 @@ def test_persisted_free_output_is_not_shipped_back(tmp_path):
     pipeline = Pipeline([node(add_one, "raw", "report", name="to_csv")])
 
     graph = PipelineGraph(pipeline, catalog)
+    dask_graph, _ = _to_dask(graph)
 
     assert graph.free_outputs == []
-    assert _to_dask(graph)[0].output_keys == {}
+    assert dask_graph.output_keys == {}
+    # The node writes the CSV on its worker; its task hands nothing back.
+    assert _compute(dask_graph, _key_of(dask_graph, "to_csv")) is None
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "report.csv"), PREPARED)
 
 
 # --------------------------------------------------------------------------- #
@@ -256,16 +330,37 @@ def test_keys_differ_between_runs(tmp_path):
     assert not set(first.graph) & set(second.graph)
 
 
+def test_graph_holds_node_tasks_and_the_data_keys_of_in_memory_data(tmp_path):
+    """Besides one task per node, a key per in-memory pipeline input and per
+    output of a node with several in-memory outputs; nothing else."""
+    graph = PipelineGraph(_pipeline(), _catalog(tmp_path))
+    dask_graph, token = _to_dask(graph)
+
+    assert set(dask_graph.graph) == {
+        *dask_graph.node_keys.values(),
+        (f"kedro-input-{token}", "extra"),
+        *((f"kedro-output-{token}", n) for n in ("even", "odd", "n_even", "n_odd")),
+    }
+
+
+# --------------------------------------------------------------------------- #
+# In-memory data
+# --------------------------------------------------------------------------- #
 def test_single_memory_output_is_the_node_result(tmp_path):
     graph = PipelineGraph(_pipeline(), _catalog(tmp_path))
     dask_graph, _ = _to_dask(graph)
     prepare_key = _key_of(dask_graph, "prepare")
 
-    # ``prepared`` has no key of its own: consumers take the node's result.
-    assert _task_args(dask_graph, "split")[0] == [prepare_key]
+    # ``prepared`` has no key of its own: its consumers take the node's result...
     assert not any("prepared" in key for key in dask_graph.graph)
+    assert _depends_on(dask_graph, _key_of(dask_graph, "split")) == {prepare_key}
+    assert _depends_on(dask_graph, _key_of(dask_graph, "write_report")) == {prepare_key}
+    # ...which is ``prepared`` itself.
+    pd.testing.assert_frame_equal(_compute(dask_graph, prepare_key), PREPARED)
     # Same for a free output: the driver gathers the node's own key.
-    assert dask_graph.output_keys["report_total"] == _key_of(dask_graph, "read_report")
+    read_key = _key_of(dask_graph, "read_report")
+    assert dask_graph.output_keys["report_total"] == read_key
+    assert _compute(dask_graph, read_key) == 20 + EXTRA
 
 
 def test_several_memory_outputs_get_their_own_keys(tmp_path):
@@ -273,57 +368,94 @@ def test_several_memory_outputs_get_their_own_keys(tmp_path):
     dask_graph, token = _to_dask(graph)
     split_key = _key_of(dask_graph, "split")
     count_key = _key_of(dask_graph, "count")
+    even_key = (f"kedro-output-{token}", "even")
+    odd_key = (f"kedro-output-{token}", "odd")
 
-    even_key, odd_key = _task_args(dask_graph, "count")[0]
-    assert len({even_key, odd_key, split_key}) == 3
-    assert dask_graph.graph[even_key] == (getitem, split_key, "even")
-    assert dask_graph.graph[odd_key] == (getitem, split_key, "odd")
-    assert even_key == (f"kedro-output-{token}", "even")
-    assert odd_key == (f"kedro-output-{token}", "odd")
+    # ``count`` takes each output from its own key, which takes it from split.
+    assert _depends_on(dask_graph, count_key) == {even_key, odd_key}
+    assert _depends_on(dask_graph, even_key) == {split_key}
+    assert _depends_on(dask_graph, odd_key) == {split_key}
+    even, odd = _compute(dask_graph, even_key, odd_key)
+    expected = split_even_odd(PREPARED)
+    pd.testing.assert_frame_equal(even, expected["even"])
+    pd.testing.assert_frame_equal(odd, expected["odd"])
     # Free outputs of a node with several memory outputs, likewise.
-    for name in ("n_even", "n_odd"):
-        output_key = dask_graph.output_keys[name]
-        assert output_key != count_key
-        assert dask_graph.graph[output_key] == (getitem, count_key, name)
+    n_even_key, n_odd_key = (dask_graph.output_keys[n] for n in ("n_even", "n_odd"))
+    assert len({n_even_key, n_odd_key, count_key}) == 3
+    assert _depends_on(dask_graph, n_even_key) == {count_key}
+    assert _depends_on(dask_graph, n_odd_key) == {count_key}
+    assert _compute(dask_graph, n_even_key, n_odd_key) == (3, 2)
 
 
 def test_memory_pipeline_inputs_are_recomputable_tasks(tmp_path):
     graph = PipelineGraph(_pipeline(), _catalog(tmp_path))
     dask_graph, token = _to_dask(graph)
+    input_key = (f"kedro-input-{token}", "extra")
 
-    memory_args, _ = _task_args(dask_graph, "read_report")
-    [input_key] = memory_args
-    assert input_key == (f"kedro-input-{token}", "extra")
+    # ``extra`` is the only in-memory data ``read_report`` receives; ``report``
+    # comes from ``write_report``, whose task holds nothing (see below).
+    assert _depends_on(dask_graph, _key_of(dask_graph, "read_report")) == {
+        input_key,
+        _key_of(dask_graph, "write_report"),
+    }
     assert input_key not in dask_graph.node_keys.values()
-    # A task that unpickles the driver's value: any worker can compute it again.
-    assert dask.get(dask_graph.graph, input_key) == EXTRA
+    # A task of the graph, needing nothing else, that yields the driver's value:
+    # any worker can compute it again.
+    assert _depends_on(dask_graph, input_key) == set()
+    assert _compute(dask_graph, input_key) == EXTRA
+    assert _compute(dask_graph, input_key) == EXTRA
 
 
-def test_every_node_task_carries_the_run_context(tmp_path):
+def test_every_node_task_carries_the_same_run_context(tmp_path, ran):
+    run_id = uuid.uuid4().hex
     graph = PipelineGraph(_pipeline(), _catalog(tmp_path))
+    dask_graph, _ = _to_dask(graph, context=_context(run_id, (RecordNodes(),)))
+
+    # Inline in each task, not a shared key: a node fed by no other node
+    # depends on nothing, and no key but the nodes' and their data's exists
+    # (``test_graph_holds_node_tasks_and_the_data_keys_of_in_memory_data``).
+    assert _depends_on(dask_graph, _key_of(dask_graph, "prepare")) == set()
+    _compute(dask_graph, *dask_graph.output_keys.values())
+
+    # Every node saw the run's context: its run id, and its hooks, unpickled
+    # once for all tasks (one plugin instance), as they are once per worker.
+    assert sorted(_node_names(ran)) == sorted(n.name for n in _pipeline().nodes)
+    assert {run for _name, run, _plugin in ran} == {run_id}
+    assert len({plugin for _name, _run, plugin in ran}) == 1
+
+
+def test_each_task_carries_only_its_own_nodes_datasets(tmp_path, unpickled):
+    graph = PipelineGraph(_pipeline(), _catalog(tmp_path, csv=TracedCSV))
     dask_graph, _ = _to_dask(graph)
+    read_report = next(n for n in _pipeline().nodes if n.name == "read_report")
 
-    context_tasks = [
-        dask_graph.graph[key][2][0] for key in dask_graph.node_keys.values()
-    ]
-    # Inline in each task, not a shared key: no task waits for another worker.
-    assert all(task[0] is pickle.loads for task in context_tasks)
-    assert len({task[1] for task in context_tasks}) == 1  # the same bytes for all
-    context = pickle.loads(context_tasks[0][1])
-    assert isinstance(context, RunContext)
-    assert context.run_id == "run"
+    assert graph.memory_inputs_of(read_report) == ["extra"]
+    assert graph.memory_outputs_of(read_report) == ["report_total"]
+
+    assert _compute(dask_graph, _key_of(dask_graph, "prepare")) is not None
+    assert unpickled == ["raw"]  # prepare's task ships ``raw`` alone
+    unpickled.clear()
+    _compute(dask_graph, *dask_graph.output_keys.values())
+    # Each persisted dataset once per node loading or saving it (prepare;
+    # write_report and read_report), none in split's and count's tasks.
+    assert sorted(unpickled) == ["raw", "report", "report"]
 
 
+# --------------------------------------------------------------------------- #
+# Persisted data
+# --------------------------------------------------------------------------- #
 def test_persisted_dataset_orders_consumer_after_producer(tmp_path):
     graph = PipelineGraph(_pipeline(), _catalog(tmp_path))
     dask_graph, _ = _to_dask(graph)
+    write_key = _key_of(dask_graph, "write_report")
 
-    memory_args, after = _task_args(dask_graph, "read_report")
-    # ``report`` is read from disk, so its value is not passed, only waited for.
-    assert after == [_key_of(dask_graph, "write_report")]
-    assert _key_of(dask_graph, "write_report") not in memory_args
+    # ``report`` is read from disk, so read_report waits for write_report's
+    # task, which writes it and returns no data to pass on.
+    assert write_key in _depends_on(dask_graph, _key_of(dask_graph, "read_report"))
+    assert _compute(dask_graph, write_key) is None
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "report.csv"), PREPARED)
     # ``raw`` is not produced in the run: nothing to wait for.
-    assert _task_args(dask_graph, "prepare") == ([], [])
+    assert _depends_on(dask_graph, _key_of(dask_graph, "prepare")) == set()
 
 
 def test_persisted_only_consumer_does_not_receive_the_producers_memory_data(
@@ -342,14 +474,18 @@ def test_persisted_only_consumer_does_not_receive_the_producers_memory_data(
     graph = PipelineGraph(pipeline, _catalog(tmp_path))
     dask_graph, token = _to_dask(graph)
     write_key = _key_of(dask_graph, "write")
+    done_key = (f"kedro-done-{token}", "write")
 
-    assert _task_args(dask_graph, "use_kept")[0] == [write_key]
-    memory_args, after = _task_args(dask_graph, "read")
-    assert memory_args == []
-    assert after == [(f"kedro-done-{token}", "write")]
-    done_task = dask_graph.graph[after[0]]
-    assert done_task[1] == write_key  # ready once write has run...
-    assert dask.get(dask_graph.graph, after[0]) is False  # ...holding no data
+    assert _depends_on(dask_graph, _key_of(dask_graph, "use_kept")) == {write_key}
+    assert _compute(dask_graph, write_key) == 7  # write's result is ``kept``
+    assert _depends_on(dask_graph, _key_of(dask_graph, "read")) == {done_key}
+    assert _depends_on(dask_graph, done_key) == {write_key}  # ready once write ran
+    assert _compute(dask_graph, done_key) is False  # ...holding no data
+    copy, kept_copy = _compute(
+        dask_graph, dask_graph.output_keys["copy"], dask_graph.output_keys["kept_copy"]
+    )
+    pd.testing.assert_frame_equal(copy, RAW)
+    assert kept_copy == 7
 
 
 def test_transcoded_persisted_dataset_orders_consumer_after_producer(tmp_path):
@@ -358,7 +494,7 @@ def test_transcoded_persisted_dataset_orders_consumer_after_producer(tmp_path):
     path = str(tmp_path / "df.csv")
     catalog = DataCatalog(
         datasets={
-            "src": MemoryDataset(RAW),
+            "src": MemoryDataset(),
             "df@write": CSVDataset(filepath=path, save_args={"index": False}),
             "df@read": CSVDataset(filepath=path),
         }
@@ -371,9 +507,12 @@ def test_transcoded_persisted_dataset_orders_consumer_after_producer(tmp_path):
     )
     assert pipeline.node_dependencies[pipeline.nodes[1]] == {pipeline.nodes[0]}
 
-    dask_graph, _ = _to_dask(PipelineGraph(pipeline, catalog))
+    dask_graph, _ = _to_dask(PipelineGraph(pipeline, catalog), inputs={"src": RAW})
 
-    assert _task_args(dask_graph, "reader")[1] == [_key_of(dask_graph, "writer")]
+    reader_key = _key_of(dask_graph, "reader")
+    assert _depends_on(dask_graph, reader_key) == {_key_of(dask_graph, "writer")}
+    # The reader reads what the writer wrote.
+    pd.testing.assert_frame_equal(_compute(dask_graph, reader_key), PREPARED)
 
 
 @pytest.mark.parametrize("fuse", [False, True])
@@ -381,13 +520,13 @@ def test_graph_computes_with_the_synchronous_scheduler(tmp_path, fuse):
     """The graph is valid Dask: its results are those of the pipeline."""
     catalog = _catalog(tmp_path)
     graph = PipelineGraph(_pipeline(), catalog)
-    dask_graph, token = _to_dask(graph, fuse=fuse)
+    dask_graph, _ = _to_dask(graph, fuse=fuse)
     keys = [dask_graph.output_keys[name] for name in graph.free_outputs]
-    n_even, n_odd, report_total = dask.get(dask_graph.graph, keys)
+    n_even, n_odd, report_total = _compute(dask_graph, *keys)
 
     # raw + 1 = 2..6: evens 2, 4, 6; odds 3, 5; sum 20 + extra 100.
     assert (n_even, n_odd, report_total) == (3, 2, 120)
-    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "report.csv"), add_one(RAW))
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "report.csv"), PREPARED)
 
 
 # --------------------------------------------------------------------------- #
@@ -410,29 +549,38 @@ def test_the_fixture_pipeline_has_one_chain(tmp_path):
     ]
 
 
-def test_a_linear_chain_is_one_task_that_takes_pipeline_inputs(tmp_path):
+@pytest.mark.parametrize(
+    ("func", "inputs"),
+    [(total, ["a_out", "extra"]), (total_of_second, ["extra", "a_out"])],
+    ids=["handed-first", "handed-second"],
+)
+def test_a_linear_chain_is_one_task_that_takes_pipeline_inputs(
+    tmp_path, ran, func, inputs
+):
     """a -> b -> c handing memory data along, with ``extra`` (a pipeline input)
-    joining at b: one task, the input key its only dependency."""
+    joining at b, before or after what a hands it: one task, the input key its
+    only dependency, running a, b and c in turn."""
     pipeline = Pipeline(
         [
             node(add_one, "raw", "a_out", name="a"),
-            node(total, ["a_out", "extra"], "b_out", name="b"),
+            node(func, inputs, "b_out", name="b"),
             node(lambda x: x * 2, "b_out", "c_out", name="c"),
         ]
     )
     graph = PipelineGraph(pipeline, _catalog(tmp_path))
-    dask_graph, token = _to_dask(graph, fuse=True)
+    context = _context(plugins=(RecordNodes(),))
+    dask_graph, token = _to_dask(graph, fuse=True, context=context)
 
     chain_key = dask_graph.node_keys[pipeline.nodes[-1]]
     assert set(dask_graph.node_keys.values()) == {chain_key}
     assert chain_key == (f"lambda-{token}", "c")
     input_key = (f"kedro-input-{token}", "extra")
-    assert set(dask_graph.graph) == {chain_key, input_key}
-    _context_task, per_step_inputs, after = dask_graph.graph[chain_key][2]
-    assert per_step_inputs == [[], [input_key], []]  # a's and b's outputs: inside
-    assert after == []
+    assert set(dask_graph.graph) == {chain_key, input_key}  # a's, b's outputs: inside
+    assert _depends_on(dask_graph, chain_key) == {input_key}
+    assert dask_graph.output_keys == {"c_out": chain_key}
     # raw 1..5 + 1 = 2..6, summed 20, + extra 100, doubled.
-    assert dask.get(dask_graph.graph, dask_graph.output_keys["c_out"]) == 240
+    assert _compute(dask_graph, chain_key) == 240
+    assert _node_names(ran) == ["a", "b", "c"]
 
 
 def test_chains_stop_where_parallelism_or_options_differ(tmp_path):
@@ -464,7 +612,7 @@ def test_chains_stop_where_parallelism_or_options_differ(tmp_path):
 
 
 def test_a_free_output_ends_a_chain(tmp_path):
-    """``report_total`` goes back to the driver: its node keeps its own key, even
+    """``count`` goes back to the driver: its node keeps its own key, even
     though its only child follows it through a persisted dataset."""
     pipeline = Pipeline(
         [
@@ -473,27 +621,86 @@ def test_a_free_output_ends_a_chain(tmp_path):
         ]
     )
     graph = PipelineGraph(pipeline, _catalog(tmp_path))
+    dask_graph, _ = _to_dask(graph, fuse=True)
 
     assert graph.free_outputs == ["copy", "count"]
     assert _names(graph.chains()) == [["write"], ["read"]]
+    assert _key_of(dask_graph, "write") != _key_of(dask_graph, "read")
+    assert dask_graph.output_keys["count"] == _key_of(dask_graph, "write")
+    copy, count = _compute(dask_graph, *dask_graph.output_keys.values())
+    pd.testing.assert_frame_equal(copy, RAW)
+    assert count == 1
 
 
-def test_fused_graph_holds_the_nodes_own_tasks(tmp_path):
+def test_a_fused_chain_runs_its_nodes_in_order_in_one_task(tmp_path, ran):
     graph = PipelineGraph(_pipeline(), _catalog(tmp_path))
-    dask_graph, _ = _to_dask(graph, fuse=True)
+    context = _context(plugins=(RecordNodes(),))
+    dask_graph, token = _to_dask(graph, fuse=True, context=context)
     key = _key_of(dask_graph, "read_report")
 
     assert _key_of(dask_graph, "write_report") == key
-    chain = pickle.loads(dask_graph.graph[key][1][1])
-    assert isinstance(chain, NodeChain)
-    steps = [pickle.loads(step) for step in chain.steps]
-    assert [step.node.name for step in steps] == ["write_report", "read_report"]
-    # write_report hands nothing in memory: read_report reads ``report`` itself.
-    assert chain.links == (None, None)
-    # The chain waits for what write_report waits for: prepare's result.
-    _context_task, per_step_inputs, after = dask_graph.graph[key][2]
-    assert per_step_inputs[0] == [_key_of(dask_graph, "prepare")]
-    assert after == []
+    # One task for the two nodes: no key of write_report's own, nor of a
+    # ``kedro-done`` for it (``test_graph_holds_node_tasks...`` lists the rest).
+    assert set(dask_graph.graph) - set(dask_graph.node_keys.values()) == {
+        (f"kedro-input-{token}", "extra"),
+        *((f"kedro-output-{token}", n) for n in ("even", "odd", "n_even", "n_odd")),
+    }
+    assert len(set(dask_graph.node_keys.values())) == 4
+    # The chain takes what write_report takes, prepare's result, and what
+    # read_report takes from outside the chain, ``extra``.
+    assert _depends_on(dask_graph, key) == {
+        _key_of(dask_graph, "prepare"),
+        (f"kedro-input-{token}", "extra"),
+    }
+    # write_report writes ``report``, then read_report reads it, in one task.
+    assert _compute(dask_graph, key) == 20 + EXTRA
+    assert _node_names(ran) == ["prepare", "write_report", "read_report"]
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "report.csv"), PREPARED)
+
+
+@pytest.mark.parametrize("fuse", [False, True])
+def test_node_options_annotate_the_task_of_the_node(tmp_path, fuse):
+    """Options are Dask annotations of the node's task: for a chain, those of
+    its first node, on the chain's one key."""
+    pipeline = Pipeline(
+        [
+            node(add_one, "raw", "a_out", name="gpu_a", tags=["gpu"]),
+            node(add_one, "a_out", "b_out", name="gpu_b", tags=["gpu"]),
+            node(identity, "b_out", "c_out", name="cpu_c"),
+        ]
+    )
+    gpu = {"resources": {"GPU": 1}}
+
+    def options(task_node) -> dict:
+        return dict(gpu) if "gpu" in task_node.tags else {}
+
+    graph = PipelineGraph(pipeline, _catalog(tmp_path))
+    dask_graph, token = _to_dask(graph, fuse=fuse, node_options=options)
+    gpu_a, gpu_b = _key_of(dask_graph, "gpu_a"), _key_of(dask_graph, "gpu_b")
+
+    if fuse:
+        assert _names(graph.chains(options)) == [["gpu_a", "gpu_b"], ["cpu_c"]]
+        assert gpu_a == gpu_b == (f"add_one-{token}", "gpu_b")
+        assert dask_graph.annotations == {gpu_a: gpu}
+    else:
+        assert dask_graph.annotations == {gpu_a: gpu, gpu_b: gpu}
+    # What is submitted carries the annotations on those keys, on no other.
+    submitted = dask_graph.submittable()
+    assert isinstance(submitted, HighLevelGraph)
+    annotated = {
+        key: layer.annotations
+        for layer in submitted.layers.values()
+        if layer.annotations
+        for key in layer
+    }
+    assert annotated == dask_graph.annotations
+    assert submitted.to_dict().keys() == dask_graph.graph.keys()
+    [c_out] = dask.get(submitted, [dask_graph.output_keys["c_out"]])
+    pd.testing.assert_frame_equal(c_out, add_one(PREPARED))
+    # Without options the graph is submitted as it is.
+    plain, _ = _to_dask(graph, fuse=fuse)
+    assert plain.annotations == {}
+    assert plain.submittable() is plain.graph
 
 
 # --------------------------------------------------------------------------- #
@@ -518,6 +725,16 @@ def test_unpicklable_dataset_is_named_with_its_node(tmp_path):
     assert "lock" in message.lower()
 
 
+def test_unpicklable_dataset_the_pipeline_does_not_use_is_not_shipped(tmp_path):
+    catalog = _catalog(tmp_path)
+    catalog["locked"] = LockedDataset()
+
+    graph = PipelineGraph(_pipeline(), catalog)
+    dask_graph, _ = _to_dask(graph)
+
+    assert _compute(dask_graph, dask_graph.output_keys["report_total"]) == 120
+
+
 def test_unpicklable_node_function_is_named(tmp_path):
     lock = threading.Lock()
 
@@ -532,44 +749,63 @@ def test_unpicklable_node_function_is_named(tmp_path):
         PipelineGraph(pipeline, catalog)
 
 
+def _run_isolated(
+    code: str,
+    *args: str,
+    cwd: Path,
+    flags: tuple[str, ...] = (),
+    env: Mapping[str, str] | None = None,
+) -> str:
+    """Run ``code`` in a fresh interpreter in ``cwd``: the last line it prints
+    (Kedro logs to stdout before it)."""
+    result = subprocess.run(
+        [sys.executable, *flags, "-c", code, *args],
+        cwd=cwd,
+        env={**os.environ, **env} if env else None,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip().splitlines()[-1]
+
+
 def test_lambdas_and_closures_are_shipped_by_value(tmp_path):
+    """The graph runs in a process that cannot import this test module: the
+    lambda and the closure travel inside it."""
     offset = 10
-    catalog = DataCatalog(datasets={"a": MemoryDataset(1)})
+    catalog = DataCatalog(datasets={"a": MemoryDataset()})
     pipeline = Pipeline(
         [
             node(lambda x: x + 1, "a", "b", name="lambda_node"),
             node(lambda x: x + offset, "b", "c", name="closure_node"),
         ]
     )
-
     graph = PipelineGraph(pipeline, catalog)
-    dask_graph, _ = _to_dask(graph)
+    dask_graph, _ = _to_dask(graph, inputs={"a": 1})
+    graph_file = tmp_path / "graph.pkl"
+    graph_file.write_bytes(pickle.dumps((dask_graph.graph, dask_graph.output_keys)))
 
-    for key in dask_graph.node_keys.values():
-        payload = dask_graph.graph[key][1][1]
-        assert isinstance(payload, bytes)
-        task = pickle.loads(payload)
-        assert isinstance(task, NodeTask)
-    loaded = {
-        n.name: pickle.loads(dask_graph.graph[k][1][1])
-        for n, k in dask_graph.node_keys.items()
-    }
-    assert loaded["lambda_node"].node.func(1) == 2
-    assert loaded["closure_node"].node.func(1) == 11
+    code = textwrap.dedent(
+        """
+        import pickle, sys
+        import dask
+        graph, output_keys = pickle.loads(open(sys.argv[1], "rb").read())
+        [c] = dask.get(graph, [output_keys["c"]])
+        roots = {m.split(".")[0] for m in sys.modules}
+        leaked = {"tests", "test_graph", "conftest"} & roots
+        assert not leaked, leaked
+        print(c)
+        """
+    )
+    # Only the project's package is importable, not the tests next to it.
+    package_root = Path({{ cookiecutter.python_package }}.__file__).parent.parent
+    output = _run_isolated(
+        code, str(graph_file), cwd=tmp_path, env={"PYTHONPATH": str(package_root)}
+    )
 
-
-def test_node_payload_holds_only_what_the_node_needs(tmp_path):
-    graph = PipelineGraph(_pipeline(), _catalog(tmp_path))
-    dask_graph, _ = _to_dask(graph)
-    key = _key_of(dask_graph, "read_report")
-
-    task = pickle.loads(dask_graph.graph[key][1][1])
-
-    assert task.node.name == "read_report"
-    assert set(task.datasets) == {"report"}  # persisted: loaded on the worker
-    assert isinstance(task.datasets["report"], CSVDataset)
-    assert [name for name, _ in task.memory_inputs] == ["extra"]
-    assert task.memory_outputs == ("report_total",)
+    assert output == "12"  # 1 + 1, + 10
 
 
 def test_graph_needs_no_project_code_to_unpickle(tmp_path):
@@ -594,23 +830,14 @@ def test_graph_needs_no_project_code_to_unpickle(tmp_path):
         print("ok")
         """
     )
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-I",  # isolated: no PYTHONPATH, no cwd, no user site-packages
-            "-c",
-            code,
-            str(graph_file),
-            str(len(dask_graph.graph)),
-            token,
-            "{{ cookiecutter.python_package }}",
-        ],
+    output = _run_isolated(
+        code,
+        str(graph_file),
+        str(len(dask_graph.graph)),
+        token,
+        "{{ cookiecutter.python_package }}",
         cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+        flags=("-I",),  # isolated: no PYTHONPATH, no cwd, no user site-packages
     )
 
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "ok"
+    assert output == "ok"

@@ -136,6 +136,7 @@ EXPECTED_TREE = sorted(
                 "graph",
                 "node_logs",
                 "plugins",
+                "recording",
                 "run_record",
                 "services",
                 "worker",
@@ -162,6 +163,7 @@ EXPECTED_TREE = sorted(
                 "dask_runner",
                 "graph",
                 "node_logs",
+                "recording",
                 "run_record",
                 "worker",
             )

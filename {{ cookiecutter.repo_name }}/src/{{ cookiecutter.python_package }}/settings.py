@@ -6,9 +6,13 @@ and their default values.
 """
 
 # Instantiated project hooks, run in last-in, first-out order. For example, after
-# writing a ``ProjectHooks`` class in ``hooks.py``:
-# from {{ cookiecutter.python_package }}.hooks import ProjectHooks
-# HOOKS = (ProjectHooks(),)
+# writing a ``ProjectHooks`` class in ``hooks.py``, add ``ProjectHooks()``.
+# ``RunParamsHook`` hands DaskRunner the run's parameters, so that its runs
+# appear in Kedro-Viz's Workflow view as SequentialRunner's do (partial runs
+# excepted, as there).
+from {{ cookiecutter.python_package }}.runner.recording import RunParamsHook
+
+HOOKS = (RunParamsHook(),)
 
 # Installed plugins whose hooks should not be auto-registered.
 # DISABLE_HOOKS_FOR_PLUGINS = ("kedro-viz",)

@@ -37,6 +37,8 @@ from .follow import RunFollower, WorkerWatch
 from .graph import DaskGraph, Key, PipelineGraph, UnpicklableError
 from .node_logs import LogSettings, NodeLogs
 from .plugins import by_value, erred_on
+from .recording import RunRecorder, run_params_of
+from .run_record import quiet_kedro_viz_runner_warning
 from .services import NodeProgress, RunOptions, run_services
 from .worker import NodeFailure, RunContext, picklable_node_hooks
 
@@ -100,6 +102,8 @@ class DaskRunner(AbstractRunner):
         super().__init__(is_async=is_async)
         self._cluster = DaskCluster(client_args)
         self._options = RunOptions.from_mapping(options)
+        # This runner's runs reach Kedro-Viz's Workflow view (``recording``).
+        quiet_kedro_viz_runner_warning()
 
     def _get_executor(self, max_workers: int) -> None:
         """Dask is the executor; there is no ``concurrent.futures`` pool."""
@@ -141,15 +145,22 @@ class DaskRunner(AbstractRunner):
             if self._options.forward_logs is False
             else LogSettings.of_driver(f"kedro-logs-{token}", _package_name())
         )
+        run_params = run_params_of(hook_manager)
+        recorded = RunRecorder.wanted(run_params, self._options.run_record)
+        record_topic = f"kedro-runs-{token}" if recorded else None
         graph = PipelineGraph(pipeline, catalog)
         dask_graph = graph.to_dask(
             token,
-            _pickled_run_context(hook_manager, run_id, self._is_async, logs),
+            _pickled_run_context(
+                hook_manager, run_id, self._is_async, logs, record_topic
+            ),
             _pickled_inputs(catalog, graph.memory_inputs),
             node_options=self._options.annotations,
             fuse=self._options.fuse_chains,
         )
-        outputs = self._run_on_cluster(pipeline, catalog, dask_graph, logs)
+        outputs = self._run_on_cluster(
+            pipeline, catalog, dask_graph, logs, (record_topic, run_params)
+        )
         # The node that produced them logged "Saving data to ..." on its worker.
         for name, value in outputs.items():
             _save(catalog[name], value)
@@ -160,6 +171,7 @@ class DaskRunner(AbstractRunner):
         catalog: CatalogProtocol,
         dask_graph: DaskGraph,
         logs: LogSettings | None,
+        recording: tuple[str | None, dict[str, Any] | None],
     ) -> dict[str, Any]:
         """Connect, set up what the options ask for, and follow the run.
 
@@ -169,6 +181,16 @@ class DaskRunner(AbstractRunner):
         with ExitStack() as stack:
             client, workers_are_local = stack.enter_context(self._cluster.connect())
             _wait_for_workers(client, self._cluster.worker_wait)
+            record_topic, run_params = recording
+            stack.enter_context(
+                RunRecorder(
+                    client,
+                    record_topic,
+                    pipeline,
+                    run_params,
+                    self._options.run_record,
+                )
+            )
             stack.enter_context(
                 run_services(
                     client,
@@ -325,6 +347,7 @@ def _pickled_run_context(
     run_id: str | None,
     is_async: bool,
     logs: LogSettings | None,
+    record_topic: str | None,
 ) -> bytes:
     """Pack what every node of the run needs, leaving out hooks that can't travel."""
     plugins = []
@@ -345,6 +368,7 @@ def _pickled_run_context(
         package_name=_package_name(),
         hook_plugins=cloudpickle.dumps(plugins),
         logs=logs,
+        record_topic=record_topic,
     )
     return cloudpickle.dumps(context)
 

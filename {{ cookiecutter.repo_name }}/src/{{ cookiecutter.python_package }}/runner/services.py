@@ -44,6 +44,9 @@ class RunOptions:
         ship_code: Send the project package to the workers at the start of the run.
             ``None``: unless the workers are the runner's own local processes.
         performance_report: Write Dask's HTML performance report of the run here.
+        run_record: Write the run's record here (JSON: each node's worker, start,
+            end, duration, status, bytes of in-memory inputs moved between
+            workers) and its timeline next to it (the same name, ``.html``).
         node_options: Rules giving Dask ``resources``, ``retries``, ``priority``,
             ``workers`` or ``allow_other_workers`` to the nodes they select by
             ``tags`` (any of) or ``nodes`` (names); later rules win.
@@ -56,6 +59,7 @@ class RunOptions:
     forward_logs: bool | None = None
     ship_code: bool | None = None
     performance_report: str | None = None
+    run_record: str | None = None
     node_options: Sequence[Mapping[str, Any]] = field(default_factory=tuple)
     fuse_chains: bool = True
 

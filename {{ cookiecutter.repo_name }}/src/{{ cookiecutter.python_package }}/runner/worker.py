@@ -22,11 +22,14 @@ import pickle
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from dask.sizeof import sizeof
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner.task import Task
 
 from .compat import add_validator_specs, copy_mode_of, create_hook_manager, hold
 from .node_logs import LogSettings, collect
+from .recording import measured
+from .run_record import RunMeter
 
 if TYPE_CHECKING:
     from kedro.io import AbstractDataset
@@ -103,6 +106,8 @@ class RunContext:
         hook_plugins: Pickled node and dataset hook implementations of the driver.
         logs: Where node log records go: to the driver (see ``node_logs``), or,
             when ``None``, to the worker's own logging.
+        record_topic: The Dask event topic nodes' measurements go to (see
+            ``recording``), or ``None`` when the run records nothing.
     """
 
     def __init__(
@@ -112,13 +117,15 @@ class RunContext:
         package_name: str | None,
         hook_plugins: bytes,
         logs: LogSettings | None = None,
+        record_topic: str | None = None,
     ):
         self.run_id = run_id
+        self.record_topic = record_topic
         self.is_async = is_async
         self.package_name = package_name
         self._hook_plugins = hook_plugins
         self.logs = logs
-        self._hook_manager: PluginManager | None = None
+        self._hook_manager: tuple[PluginManager, RunMeter | None] | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_hook_manager": None}
@@ -126,24 +133,38 @@ class RunContext:
     @property
     def hook_manager(self) -> PluginManager:
         """The worker's hook manager for this run, built once per worker process."""
+        return self._hooks()[0]
+
+    @property
+    def meter(self) -> RunMeter | None:
+        """What measures this run's nodes on this worker (``None``: nothing)."""
+        return self._hooks()[1]
+
+    def _hooks(self) -> tuple[PluginManager, RunMeter | None]:
         if self._hook_manager is None:
-            self._hook_manager = _hook_manager(
-                self.run_id, self.package_name, self._hook_plugins
+            self._hook_manager = _run_hooks(
+                self.run_id,
+                self.package_name,
+                self._hook_plugins,
+                self.record_topic is not None,
             )
         return self._hook_manager
 
 
 @functools.lru_cache(maxsize=8)
-def _hook_manager(
-    run_id: str | None, package_name: str | None, hook_plugins: bytes
-) -> PluginManager:
+def _run_hooks(
+    run_id: str | None, package_name: str | None, hook_plugins: bytes, measure: bool
+) -> tuple[PluginManager, RunMeter | None]:
     """Every task of a run carries the run's context; its hooks are loaded once."""
     if package_name:
         _configure_project(package_name)
     manager = create_hook_manager()
     for plugin in pickle.loads(hook_plugins):
         manager.register(plugin)
-    return manager
+    meter = RunMeter() if measure else None
+    if meter is not None:
+        manager.register(meter)
+    return manager, meter
 
 
 @functools.cache
@@ -168,7 +189,9 @@ def picklable_node_hooks(hook_manager: Any) -> list[Any]:
     plugins = []
     for plugin in hook_manager.get_plugins():
         names = {impl.name for impl in hook_manager.get_hookcallers(plugin) or ()}
-        if names & NODE_HOOK_NAMES:
+        # Kedro-Viz's hooks write the driver's files; recording.py does that.
+        from_kedro_viz = type(plugin).__module__.startswith("kedro_viz.")
+        if names & NODE_HOOK_NAMES and not from_kedro_viz:
             plugins.append(plugin)
     return plugins
 
@@ -255,8 +278,12 @@ class NodeTask:
             The in-memory outputs, packed as ``TaskResult`` says.
         """
         catalog = self._catalog(inputs)
+        name = self.node.name
         try:
-            with collect(context.logs, self.node.name):
+            with (
+                collect(context.logs, name),
+                measured(context.meter, context.record_topic, name, catalog) as extra,
+            ):
                 Task(
                     node=self.node,
                     catalog=catalog,
@@ -264,10 +291,13 @@ class NodeTask:
                     is_async=context.is_async,
                     run_id=context.run_id,
                 ).execute()
+                outputs = {n: catalog[n].load() for n in self.memory_outputs}
+                if context.meter is not None:
+                    extra["output_nbytes"] = {n: sizeof(v) for n, v in outputs.items()}
         except Exception as exc:
-            NodeFailure.note(exc, self.node.name)
+            NodeFailure.note(exc, name)
             raise
-        return self.result.pack({n: catalog[n].load() for n in self.memory_outputs})
+        return self.result.pack(outputs)
 
     def _catalog(self, inputs: Sequence[Any]) -> _NodeCatalog:
         datasets: dict[str, AbstractDataset] = dict(self.datasets)

@@ -1,0 +1,180 @@
+"""What a run leaves behind to look at: Kedro-Viz's Workflow view, a run record
+and a timeline.
+
+The workers measure each node (``run_record.RunMeter``: start, end, run time,
+status, error, datasets) and send the measurement to the driver as a Dask event
+when the node ends (``measured``). The driver collects them (``RunRecorder``) and,
+when the run ends, successful or not, writes:
+
+- the events file Kedro-Viz's Workflow view reads, as Kedro-Viz's own hook writes
+  it for ``SequentialRunner`` runs, when kedro-viz is installed and the run is
+  one Kedro-Viz records (not a partial run: ``RunParamsHook`` tells);
+- on request (``dask_runner.run_record: <path>.json``), the JSON run record and
+  its timeline (``<path>.html``, a page that opens without a server).
+
+The files are written by the driver: workers may not share its disk.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from kedro.framework.hooks import hook_impl
+from kedro.utils import find_kedro_project
+
+from .run_record import (
+    RunMeter,
+    moved_input_bytes,
+    node_runs,
+    viz_events_path,
+    viz_events_wanted,
+    write_run_record,
+    write_timeline,
+    write_viz_events,
+)
+
+if TYPE_CHECKING:
+    from distributed import Client
+    from kedro.pipeline import Pipeline
+    from pluggy import PluginManager
+
+logger = logging.getLogger(__name__)
+
+
+class RunParamsHook:
+    """Remembers the ``run_params`` Kedro passes to pipeline hooks.
+
+    Kedro hands runners no ``run_params``; Kedro-Viz needs them to tell a full
+    run from a partial one (``--tags``, ``--from-nodes``, ...), which it does not
+    record. Registered in the project's ``settings.py``.
+    """
+
+    def __init__(self) -> None:
+        self.run_params: dict[str, Any] | None = None
+
+    @hook_impl
+    def before_pipeline_run(self, run_params: dict[str, Any]) -> None:
+        self.run_params = dict(run_params)
+
+
+def run_params_of(hook_manager: PluginManager | None) -> dict[str, Any] | None:
+    """The run's ``run_params``, if a ``RunParamsHook`` is registered."""
+    plugins = getattr(hook_manager, "get_plugins", lambda: ())() or ()
+    for plugin in plugins:  # Kedro's null hook manager has none
+        if isinstance(plugin, RunParamsHook):
+            return plugin.run_params
+    return None
+
+
+@contextmanager
+def measured(
+    meter: RunMeter | None, topic: str | None, node_name: str, catalog: Any
+) -> Iterator[dict[str, Any]]:
+    """On a worker: measure a node run and send the measurement on ``topic``,
+    also when the node fails; nothing when the run records nothing.
+
+    Yields:
+        A dict whose items join the measurement (``output_nbytes``: the size of
+        each in-memory output, for the bytes moved between workers).
+    """
+    extra: dict[str, Any] = {}
+    if meter is None or topic is None:
+        yield extra
+        return
+    from distributed import get_worker
+
+    try:
+        worker = get_worker()
+    except ValueError:  # not on a worker (a unit test): nothing to send it to
+        yield extra
+        return
+    with meter.measure(node_name, catalog, worker=worker.address) as measure:
+        try:
+            yield extra
+        finally:
+            measure.end = time.time()
+            worker.log_event(topic, {**measure.message(), **extra})
+
+
+class RunRecorder:
+    """The driver's side: when the run ends, reads the nodes' measurements from
+    the scheduler's event log and writes the run's files.
+
+    The event log, not a subscription: a worker sends a node's measurement before
+    the node's result or error, on the same stream, so when the driver learns
+    that the run ended, the scheduler holds every measurement of it.
+
+    Args:
+        client: The run's client.
+        topic: The Dask event topic the workers send measurements on, or ``None``
+            when the run records nothing (``wanted`` is false).
+        pipeline: The pipeline being run.
+        run_params: The run's ``run_params`` (``run_params_of``).
+        record_path: Where to write the JSON run record (the timeline goes next
+            to it, ``.html``), or ``None``.
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        topic: str | None,
+        pipeline: Pipeline,
+        run_params: Mapping[str, Any] | None,
+        record_path: str | None,
+    ):
+        self._client = client
+        self._topic = topic
+        self._pipeline = pipeline
+        self._run_params = run_params
+        self._record_path = record_path
+        self._start = time.time()
+
+    @staticmethod
+    def wanted(run_params: Mapping[str, Any] | None, record_path: str | None) -> bool:
+        """Whether a run measures its nodes: for Kedro-Viz or for a record."""
+        return bool(record_path) or viz_events_wanted(run_params)
+
+    def __enter__(self) -> RunRecorder:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        if self._topic is None or isinstance(exc, KeyboardInterrupt):
+            return
+        try:
+            self._write(exc)
+        except Exception as write_exc:  # noqa: BLE001 - never hide the run's result
+            logger.warning("Could not write the run's record: %s", write_exc)
+
+    def _write(self, error: BaseException | None) -> None:
+        end = time.time()
+        records = self._records()
+        project = find_kedro_project(Path.cwd())
+        if project is not None:
+            write_viz_events(
+                records,
+                self._pipeline,
+                viz_events_path(project),
+                start=self._start,
+                end=end,
+                error=error,
+                run_params=self._run_params,
+            )
+        if self._record_path:
+            path = Path(self._record_path)
+            write_run_record(records, path, start=self._start, end=end, error=error)
+            write_timeline(records, path.with_suffix(".html"))
+            logger.info("Run record: %s, timeline: %s", path, path.with_suffix(".html"))
+
+    def _records(self) -> list[Any]:
+        messages = [message for _, message in self._client.get_events(self._topic)]
+        nbytes: dict[str, int] = {}
+        for message in messages:
+            nbytes.update(message.get("output_nbytes") or {})
+        records = node_runs(messages)
+        moved = moved_input_bytes(records, self._pipeline, nbytes)
+        return node_runs(messages, moved_bytes=moved)

@@ -1,0 +1,156 @@
+"""``recording``: a DaskRunner run on a real cluster leaves what SequentialRunner
+leaves for Kedro-Viz's Workflow view, and, on request, a run record and its
+timeline. Read back with the installed Kedro-Viz's own reader."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from kedro.framework.hooks.manager import _NullPluginManager
+from kedro.io import DataCatalog, MemoryDataset
+from kedro.pipeline import Pipeline, node
+from kedro.runner import SequentialRunner
+from kedro_datasets.pandas import CSVDataset
+from kedro_viz.integrations.kedro.run_hooks import PipelineRunStatusHook
+
+from {{ cookiecutter.python_package }}.runner import DaskRunner
+from {{ cookiecutter.python_package }}.runner.compat import create_hook_manager
+from {{ cookiecutter.python_package }}.runner.recording import RunParamsHook
+from {{ cookiecutter.python_package }}.runner.run_record import read_run_record
+from {{ cookiecutter.python_package }}.runner.worker import picklable_node_hooks
+
+
+def double(df: pd.DataFrame) -> pd.DataFrame:
+    return df.assign(value=df["value"] * 2)
+
+
+def total(df: pd.DataFrame) -> int:
+    return int(df["value"].sum())
+
+
+def explode(df: pd.DataFrame) -> int:
+    raise ValueError("boom on purpose")
+
+
+def _pipeline(last=total) -> Pipeline:
+    return Pipeline(
+        [
+            node(double, "raw", "doubled", name="double_node"),
+            node(last, "doubled", "result", name="last_node"),
+        ]
+    )
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A directory Kedro-Viz takes for a Kedro project, and the current directory."""
+    (tmp_path / "pyproject.toml").write_text('[tool.kedro]\npackage_name = "x"\n')
+    pd.DataFrame({"value": range(5)}).to_csv(tmp_path / "raw.csv", index=False)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def _catalog(project: Path) -> DataCatalog:
+    return DataCatalog(
+        {
+            "raw": CSVDataset(filepath=str(project / "raw.csv")),
+            "doubled": MemoryDataset(),
+        }
+    )
+
+
+def _hooks(**run_params) -> object:
+    """A hook manager that went through ``before_pipeline_run`` as in a session."""
+    manager = create_hook_manager()
+    manager.register(RunParamsHook())
+    params = {"runner": "DaskRunner", "tags": (), "node_names": (), **run_params}
+    manager.hook.before_pipeline_run(
+        run_params=params, pipeline=_pipeline(), catalog=DataCatalog()
+    )
+    return manager
+
+
+def _run_status(project: Path) -> dict[str, str]:
+    from kedro_viz.api.rest.responses.run_events import get_run_status_response
+
+    response = get_run_status_response()
+    return {
+        **{key: info.status.value for key, info in response.nodes.items()},
+        "pipeline": response.pipeline.status.value,
+    }
+
+
+def test_a_dask_run_reads_in_kedro_viz_as_a_sequential_run(project, client_args):
+    # SequentialRunner's file, written by Kedro-Viz's own hook.
+    hook = PipelineRunStatusHook()
+    manager = create_hook_manager()
+    manager.register(hook)
+    manager.register(RunParamsHook())
+    params = {"runner": None, "tags": (), "node_names": ()}  # None: sequential
+    manager.hook.before_pipeline_run(
+        run_params=params, pipeline=_pipeline(), catalog=DataCatalog()
+    )
+    SequentialRunner().run(_pipeline(), _catalog(project), manager)
+    manager.hook.after_pipeline_run(
+        run_params=params, run_result={}, pipeline=_pipeline(), catalog=DataCatalog()
+    )
+    sequential = _run_status(project)
+    (project / ".viz" / "kedro_pipeline_events.json").unlink()
+
+    DaskRunner(client_args=client_args).run(_pipeline(), _catalog(project), _hooks())
+
+    assert _run_status(project) == sequential
+    assert len(sequential) == 3  # two nodes and the pipeline
+    assert set(sequential.values()) == {"success"}
+
+
+def test_a_failed_dask_run_shows_the_node_and_its_error(project, client_args):
+    with pytest.raises(ValueError, match="boom on purpose"):
+        DaskRunner(client_args=client_args).run(
+            _pipeline(explode), _catalog(project), _hooks()
+        )
+
+    events = json.loads((project / ".viz" / "kedro_pipeline_events.json").read_text())
+    [error] = [e for e in events if e["event"] == "on_node_error"]
+    assert error["node"] == "last_node"
+    assert "boom on purpose" in error["error"]
+    assert "Traceback" in error["traceback"]
+    assert _run_status(project)["pipeline"] == "failed"
+
+
+def test_a_partial_run_leaves_kedro_viz_s_file_alone(project, client_args):
+    DaskRunner(client_args=client_args).run(
+        _pipeline(), _catalog(project), _hooks(tags=("some_tag",))
+    )
+
+    assert not (project / ".viz" / "kedro_pipeline_events.json").exists()
+
+
+def test_run_record_and_timeline_on_request(project, client_args, worker_addresses):
+    record = project / "reports" / "run.json"
+
+    DaskRunner(client_args=client_args, run_record=str(record), fuse_chains=False).run(
+        _pipeline(), _catalog(project), _NullPluginManager()
+    )
+
+    nodes = read_run_record(record)
+    assert [n.node for n in nodes] == ["double_node", "last_node"]
+    assert {n.worker for n in nodes} <= worker_addresses
+    assert all(n.status == "success" and n.end >= n.start for n in nodes)
+    # The doubled frame moved only if the two nodes ran on different workers.
+    moved = nodes[1].moved_bytes
+    assert (moved > 0) == (nodes[0].worker != nodes[1].worker)
+    page = record.with_suffix(".html").read_text()
+    assert "double_node" in page and "<script src=" not in page
+
+
+def test_kedro_viz_hooks_stay_on_the_driver():
+    from kedro_viz.integrations.kedro.run_hooks import pipeline_run_hook
+
+    manager = create_hook_manager()
+    manager.register(pipeline_run_hook)
+
+    assert picklable_node_hooks(manager) == []

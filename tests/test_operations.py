@@ -445,6 +445,35 @@ def test_node_options_resources_pin_nodes_to_the_gpu_worker(
     assert not misplaced, f"selected nodes ran off the GPU worker: {misplaced}"
 
 
+def test_a_resource_no_worker_offers_is_one_error_before_submitting(
+    ops_project, ops_cluster
+):
+    """Fixed workers (``cpu1``, ``gpu1`` with GPU=1) and a node asking for a TPU:
+    one line naming the node, the resource and what the workers offer, before
+    any task reaches the scheduler; never a wait for a worker that will not come."""
+    write_env(
+        ops_project,
+        "ops_tpu",
+        parameters={
+            "dask_client": {"address": ops_cluster.address, "worker_wait": 60},
+            "dask_runner": {
+                "node_options": [{"nodes": [TRAIN_NODES[0]], "resources": {"TPU": 1}}]
+            },
+        },
+    )
+    started = time.monotonic()
+    result = kedro(
+        ops_project,
+        *("run", "--env", "ops_tpu", "--runner", DASK_RUNNER),
+        *("--pipelines", EXAMPLE_PIPELINES),
+        timeout=ERROR_TIMEOUT,
+    )
+    assert time.monotonic() - started < 30, result.describe()  # not worker_wait
+    line = assert_one_clear_error(result, TRAIN_NODES[0], "TPU", "'GPU': 1")
+    assert "2 worker(s)" in line, line
+    assert "Completed node" not in result.output, result.describe()
+
+
 def _reset_flaky(project: Path) -> Path:
     marker = project / "ops-markers" / "flaky.marker"
     marker.unlink(missing_ok=True)

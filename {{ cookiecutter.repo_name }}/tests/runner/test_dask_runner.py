@@ -22,7 +22,7 @@ from kedro.pipeline import Pipeline, node
 from kedro.runner import SequentialRunner
 from kedro_datasets.pandas import CSVDataset, ParquetDataset
 
-from {{ cookiecutter.python_package }}.runner import DaskRunner
+from {{ cookiecutter.python_package }}.runner import DaskClusterError, DaskRunner
 
 from .conftest import (
     of_run,
@@ -655,3 +655,27 @@ def test_node_name_equal_to_a_memory_input_name(client_args):
         results.append(catalog.load("total"))
 
     assert results == [6, 6]
+
+
+def test_a_resource_no_worker_offers_fails_before_submitting(client_args, inspector):
+    before = inspector.run_on_scheduler(scheduler_task_keys)
+    runner = DaskRunner(
+        client_args={**client_args, "worker_wait": 30},
+        node_options=[{"nodes": ["second"], "resources": {"GPU": 1}}],
+    )
+    pipeline = Pipeline(
+        [
+            node(lambda x: x + 1, "a", "b", name="first"),
+            node(lambda x: x * 2, "b", "c", name="second"),
+        ]
+    )
+    started = time.monotonic()
+
+    with pytest.raises(DaskClusterError) as excinfo:
+        runner.run(pipeline, DataCatalog({"a": MemoryDataset(1)}))
+
+    assert time.monotonic() - started < 10  # the workers are fixed: no waiting
+    message = str(excinfo.value)
+    assert "'second' needs {'GPU': 1}" in message
+    assert "2 worker(s) offer {}" in message
+    assert inspector.run_on_scheduler(scheduler_task_keys) == before

@@ -21,6 +21,7 @@ resume hint on failure and the same return value as ``SequentialRunner``.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from contextlib import ExitStack, suppress
 from typing import TYPE_CHECKING, Any
@@ -101,6 +102,9 @@ class DaskRunner(AbstractRunner):
         """
         super().__init__(is_async=is_async)
         self._cluster = DaskCluster(client_args)
+        # Workers of a cluster class the runner starts (adaptive, job queues) may
+        # still arrive; a cluster someone else runs has the workers it has.
+        self._workers_may_arrive = bool((client_args or {}).get("cluster"))
         self._options = RunOptions.from_mapping(options)
         # This runner's runs reach Kedro-Viz's Workflow view (``recording``).
         quiet_kedro_viz_runner_warning()
@@ -181,6 +185,11 @@ class DaskRunner(AbstractRunner):
         with ExitStack() as stack:
             client, workers_are_local = stack.enter_context(self._cluster.connect())
             _wait_for_workers(client, self._cluster.worker_wait)
+            _check_resources(
+                client,
+                dask_graph,
+                self._cluster.worker_wait if self._workers_may_arrive else 0,
+            )
             record_topic, run_params = recording
             stack.enter_context(
                 RunRecorder(
@@ -371,6 +380,52 @@ def _pickled_run_context(
         record_topic=record_topic,
     )
     return cloudpickle.dumps(context)
+
+
+def _check_resources(client: Client, dask_graph: DaskGraph, wait: float) -> None:
+    """Fail before submitting, rather than wait for ever, when a node asks for
+    resources (``node_options``) that no worker offers; wait up to ``wait``
+    seconds for such a worker first.
+
+    Raises:
+        DaskClusterError: One line naming the nodes, the resources and what the
+            connected workers offer.
+    """
+    needs = {
+        key: dict(options["resources"])
+        for key, options in dask_graph.annotations.items()
+        if options.get("resources")
+    }
+    deadline = time.monotonic() + wait
+    while True:
+        workers = client.scheduler_info(n_workers=-1)["workers"]
+        offers = [dict(worker.get("resources") or {}) for worker in workers.values()]
+        unmet = {
+            key: resources
+            for key, resources in needs.items()
+            if not any(_fits(resources, offer) for offer in offers)
+        }
+        if not unmet or time.monotonic() >= deadline:
+            break
+        time.sleep(0.5)
+    if unmet:
+        by_node = {
+            node.name: unmet[key]
+            for node, key in dask_graph.node_keys.items()
+            if key in unmet
+        }
+        asked = "; ".join(f"'{name}' needs {res}" for name, res in by_node.items())
+        offered = sorted({str(offer) for offer in offers}) or ["no worker"]
+        raise DaskClusterError(
+            f"No Dask worker offers the resources of dask_runner.node_options: "
+            f"{asked}; the {len(workers)} worker(s) offer {', '.join(offered)}. "
+            f"Start workers with --resources (e.g. kedro dask worker --resources "
+            f"GPU=1) or change node_options."
+        )
+
+
+def _fits(needed: Mapping[str, float], offered: Mapping[str, float]) -> bool:
+    return all(offered.get(name, 0) >= amount for name, amount in needed.items())
 
 
 def _wait_for_workers(client: Client, timeout: float) -> None:

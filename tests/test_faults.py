@@ -831,3 +831,51 @@ def test_all_workers_killed_mid_run_is_a_clear_bounded_error(
     line = assert_one_clear_error(result, doomed.address)
     assert "worker" in line.lower(), line
     assert took < 30, f"{took:.1f} s\n{result.describe()}"
+
+
+def test_scheduler_killed_mid_run_names_it_and_what_finished(
+    rendered_project, tmp_path
+):
+    """SIGKILL the scheduler while the slow node runs: one line saying the
+    scheduler at that address was lost, which nodes had finished, Kedro's resume
+    hint above it, and an exit bounded by the connect timeout."""
+    project = fault_project(rendered_project, tmp_path / "project")
+    marker = tmp_path / "slow.jsonl"
+    with (
+        dask_cluster(project, n_workers=2) as doomed,
+        background_kedro(
+            project,
+            *("run", "--env", "dask", "--pipelines", "slowsave"),
+            "--params",
+            f"slowsave_sleep=60,slowsave_marker={marker}",
+            *dask_run_args(doomed.address, "client_args.timeout=5"),
+            log=tmp_path / "kedro.log",
+        ) as run,
+    ):
+        _wait_for_marker(run, marker)
+        _kill_group(doomed.scheduler, signal.SIGKILL)
+        killed = time.monotonic()
+        result = run.wait(timeout=60)
+        took = time.monotonic() - killed
+    line = assert_one_clear_error(result, doomed.address, "lost during the run")
+    assert "make_numbers_node" in line, line  # it finished before the slow node
+    assert "--from-nodes" in result.output, result.describe()
+    assert took < 20, f"{took:.1f} s\n{result.describe()}"
+
+
+def test_a_node_that_kills_its_workers_is_named_in_one_line(rendered_project, tmp_path):
+    """A node whose process dies (SIGKILL, as the out-of-memory killer does):
+    after Dask's allowed failures, one line naming the node, how many workers
+    died, their memory limit and what to change; the node before it finished."""
+    project = fault_project(rendered_project, tmp_path / "project")
+    with dask_cluster(project, n_workers=2) as cluster:
+        result = kedro_run(
+            project,
+            *("run", "--env", "dask", "--pipelines", "killer"),
+            *dask_run_args(cluster.address, "fuse_chains=false"),  # one node a task
+            timeout=180,
+        )
+    line = assert_one_clear_error(result, "'killer_node'", "killed 4 Dask workers")
+    assert "numbers_node" not in line, line
+    assert "memory limit" in line and "node_options" in line, line
+    assert "Completed node: numbers_node" in result.output, result.describe()

@@ -27,7 +27,7 @@ from contextlib import ExitStack, suppress
 from typing import TYPE_CHECKING, Any
 
 import cloudpickle
-from distributed import as_completed
+from distributed import KilledWorker, as_completed
 from kedro.io import MemoryDataset
 from kedro.runner import AbstractRunner
 
@@ -262,7 +262,7 @@ def _follow(
             if future.status != "finished":
                 failed = future.exception() if future.status == "error" else None
                 follower.task_failed(task_nodes, failed and NodeFailure.node_of(failed))
-                raise _failure(client, future, task_nodes, watch)
+                raise _failure(client, future, task_nodes, watch, follower)
             for node in task_nodes:
                 follower.node_done(node)
             del future
@@ -274,25 +274,59 @@ def _follow(
         # success every task has finished: the outputs' futures are released as
         # they go out of scope, as ``client.get`` releases its own (a forced
         # cancel of hundreds of finished keys costs the scheduler ~0.4 ms each).
-        if not succeeded:
-            client.cancel([*pending.futures, *kept.values()], force=True)
+        if not succeeded and client.status == "running":
+            with suppress(OSError):  # the scheduler may go while we cancel
+                client.cancel([*pending.futures, *kept.values()], force=True)
 
 
 def _failure(
-    client: Client, future: Future, nodes: list[Node], watch: WorkerWatch
+    client: Client,
+    future: Future,
+    nodes: list[Node],
+    watch: WorkerWatch,
+    follower: RunFollower,
 ) -> BaseException:
     """The exception that stops the run when ``future`` did not finish."""
+    names = ", ".join(repr(n.name) for n in nodes)
     if future.status == "error":
         exc = future.exception()
         if isinstance(exc, ImportError) and NodeFailure.node_of(exc) is None:
             return _missing_module(client, future.key, nodes[0], exc)
+        if isinstance(exc, KilledWorker):
+            return _killed_workers(exc, names)
         return exc.with_traceback(future.traceback())
     if watch.lost:
         return DaskClusterError(watch.lost)
+    if client.status != "running":
+        finished = sorted(node.name for node in follower.done)
+        return DaskClusterError(
+            f"The Dask scheduler at {_scheduler_address(client)} was lost during "
+            f"the run. {len(finished)} node(s) had finished, their persisted "
+            f"outputs are saved: {', '.join(finished) or 'none'}; resume with the "
+            f"--from-nodes hint above once the scheduler is back."
+        )
     return DaskClusterError(
-        f"Dask cancelled the task of node(s) {', '.join(repr(n.name) for n in nodes)}"
-        f" ({future.status}): the scheduler was lost or another client cancelled it."
+        f"Dask cancelled the task of node(s) {names} ({future.status}): the "
+        f"scheduler was lost or another client cancelled it."
     )
+
+
+def _killed_workers(exc: KilledWorker, names: str) -> DaskClusterError:
+    """Name the node that kept killing its workers, and what to change."""
+    died = exc.allowed_failures + 1
+    limit = getattr(exc.last_worker, "memory_limit", None)
+    memory = f"a {limit / 2**30:.2f} GiB memory limit" if limit else "no memory limit"
+    return DaskClusterError(
+        f"Node(s) {names} killed {died} Dask workers in turn (out of memory or a "
+        f"crash; the last, {getattr(exc.last_worker, 'address', '?')}, had "
+        f"{memory}): give workers more memory (dask_client.memory_limit, dask "
+        f"worker --memory-limit) or the node a worker of its own with "
+        f"dask_runner.node_options resources."
+    )
+
+
+def _scheduler_address(client: Client) -> str:
+    return str(getattr(client.scheduler, "address", None) or "?")
 
 
 def _missing_module(

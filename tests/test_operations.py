@@ -605,7 +605,7 @@ def test_adaptive_local_cluster_from_conf(fresh_project, sequential_project):
     )
     assert result.returncode == 0, result.describe()
     assert re.search(
-        r"Started a Dask LocalCluster at tcp://127\.0\.0\.1:\d+", result.output
+        r"Started a Dask LocalCluster at tls://127\.0\.0\.1:\d+", result.output
     ), result.describe()
     assert _DASHBOARD.search(result.output), result.describe()
     # Adaptive from zero workers: it scaled up to at least one, at most two.

@@ -387,7 +387,7 @@ def test_kedro_command_embedded_cluster_prints_what_the_driver_shows(
     for text in _WORKER_INTERNALS:
         assert text not in result.output, (text, result.describe())
     assert re.search(
-        r"Started a Dask LocalCluster at tcp://127\.0\.0\.1:\d+; dashboard: "
+        r"Started a Dask LocalCluster at tls://127\.0\.0\.1:\d+; dashboard: "
         r"http://127\.0\.0\.1:\d+/status",
         result.output,
     ), result.describe()

@@ -4,6 +4,9 @@ reach a log.
 
 Real processes only: ``kedro run`` subprocesses, ``dask scheduler`` / ``dask
 worker`` started with TLS certificates generated here with ``cryptography``.
+Plaintext beyond loopback: the real ``kedro`` executable in a network namespace
+of its own with no route out (``unshare``), so that nothing could leave the
+machine even if it tried; the tests show that it does not try.
 The fault modules (failing nodes, a credentialed dataset, ``tests/fixtures``) come
 from ``test_faults.add_fault_modules``, copied into a copy of the rendered project.
 """
@@ -13,7 +16,12 @@ from __future__ import annotations
 import contextlib
 import datetime
 import ipaddress
+import json
 import re
+import shutil
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -26,12 +34,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from distributed import Client, Security
+from distributed import Security
 
 from .conftest import (
     DASK_RUNNER,
     RECORD_DIR_VARIABLE,
     DaskCluster,
+    Result,
     assert_one_clear_error,
     assert_same_outputs,
     base_env,
@@ -42,6 +51,7 @@ from .conftest import (
     read_jsonl,
     recorded_nodes,
     reset_data,
+    run_cmd,
     start_cluster,
     tail,
 )
@@ -106,22 +116,18 @@ def test_local_cluster_listens_on_loopback_only(rendered_project, tmp_path):
             "",
         )
         match = re.search(
-            r"at tcp://([\d.]+):(\d+); dashboard: http://([\d.]+):(\d+)/", line
+            r"at tls://([\d.]+):(\d+); dashboard: http://([\d.]+):(\d+)/", line
         )
         assert match, f"no LocalCluster line with its addresses:\n{tail(run.output())}"
-        with Client(
-            f"tcp://{match[1]}:{match[2]}", timeout=10, set_as_default=False
-        ) as client:
-            workers = list(client.scheduler_info(n_workers=-1)["workers"])
+        refused = _strangers_refused(f"tls://{match[1]}:{match[2]}")
         result = run.wait(timeout=120)
     assert result.returncode == 0, result.describe()
 
-    # What the run said: scheduler and dashboard on 127.0.0.1.
+    # What the run said: scheduler (TLS) and dashboard on 127.0.0.1.
     assert match[1] == LOOPBACK and match[3] == LOOPBACK, line
-    # What the scheduler says: every worker on 127.0.0.1.
-    assert len(workers) == 2 and all(
-        w.startswith(f"tcp://{LOOPBACK}:") for w in workers
-    ), workers
+    # Another local user, in plaintext, with TLS but no credentials, or with
+    # credentials of their own, cannot talk to the scheduler.
+    assert all(refused.values()), refused
     # What the kernel says: every listening socket of the process tree (scheduler,
     # dashboard, nannies, workers) is bound to 127.0.0.1, none to 0.0.0.0 or ::.
     assert len(sockets) >= 4, sockets
@@ -129,6 +135,192 @@ def test_local_cluster_listens_on_loopback_only(rendered_project, tmp_path):
     assert not exposed, f"listening beyond loopback: {exposed} (all: {sockets})"
     ports = {port for _, _, port in sockets}
     assert {int(match[2]), int(match[4])} <= ports, (match.groups(), sockets)
+
+
+# Another process (another local user) trying clients the run did not make.
+_STRANGERS = """
+import json, sys
+from distributed import Client, Security
+address = sys.argv[1]
+strangers = {
+    "plaintext": {"address": address.replace("tls://", "tcp://")},
+    "tls without credentials": {"address": address},
+    "other credentials": {"address": address, "security": Security.temporary()},
+}
+refused = {}
+for name, kwargs in strangers.items():
+    try:
+        Client(**kwargs, timeout=3, set_as_default=False).close()
+        refused[name] = False
+    except (OSError, TimeoutError, TypeError):
+        refused[name] = True
+print(json.dumps(refused))
+"""
+
+
+def _strangers_refused(address: str) -> dict[str, bool]:
+    """Whether each kind of client this run did not make, in another process,
+    fails to connect to its scheduler at ``address`` (tls://)."""
+    result = subprocess.run(
+        [sys.executable, "-c", _STRANGERS, address],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+# --------------------------------------------------------------------------- #
+# Plaintext beyond loopback: refused before anything connects
+# --------------------------------------------------------------------------- #
+# Not loopback, and unreachable from the namespace the commands run in.
+REMOTE_HOST = "10.0.0.5"
+# Not loopback, but an address of the namespace's own lo: a scheduler can listen
+# on it without anything leaving the namespace.
+NAMESPACE_HOST = "10.255.0.1"
+# A connection attempt would last this long (Dask retries until its timeout).
+CONNECT_TIMEOUT = 30
+KEDRO_EXECUTABLE = Path(sys.executable).with_name("kedro")
+
+
+def _namespace_problem() -> str | None:
+    """Why commands cannot run in a network namespace of their own here."""
+    if not (shutil.which("unshare") and shutil.which("ip")):
+        return "needs unshare (util-linux) and ip (iproute2)"
+    probe = subprocess.run(
+        ["unshare", "--map-root-user", "--net", "true"],  # noqa: S607
+        capture_output=True,
+        check=False,
+    )
+    if probe.returncode != 0:
+        return f"unshare --net is not allowed here: {probe.stderr.decode().strip()}"
+    return None
+
+
+@pytest.fixture(scope="module")
+def no_route_out() -> None:
+    problem = _namespace_problem()
+    if problem:
+        pytest.skip(problem)
+
+
+def isolated_kedro(project: Path, *args: str, timeout: float = 120) -> Result:
+    """The ``kedro`` executable in a new network namespace: loopback up, with
+    NAMESPACE_HOST on it too, and no route anywhere else."""
+    setup = f"ip link set lo up && ip addr add {NAMESPACE_HOST}/32 dev lo"
+    return run_cmd(
+        [
+            *("unshare", "--map-root-user", "--net", "sh", "-c"),
+            f'{setup} && exec "$@"',
+            *("sh", str(KEDRO_EXECUTABLE), *args),
+        ],
+        cwd=project,
+        timeout=timeout,
+        env=base_env(project),
+    )
+
+
+@pytest.fixture(scope="module")
+def plaintext_project(rendered_project, tmp_path_factory) -> Path:
+    """A project copy with an environment per way of meeting a plaintext address
+    beyond loopback."""
+    project = copy_project(rendered_project, tmp_path_factory.mktemp("plaintext"))
+    remote = f"tcp://{REMOTE_HOST}:8786"
+    environments = {
+        "remote": {"address": remote, "timeout": CONNECT_TIMEOUT},
+        "remoteok": {"address": remote, "timeout": 2, "allow_insecure": True},
+        "listen": {"address": "tcp://0.0.0.0:8786"},
+        "plaincluster": {
+            "cluster": {
+                "class": "distributed.LocalCluster",
+                "kwargs": {
+                    "n_workers": 0,
+                    "protocol": "tcp",
+                    "host": NAMESPACE_HOST,
+                    "dashboard_address": "127.0.0.1:0",
+                },
+            },
+        },
+    }
+    for env, dask_client in environments.items():
+        (project / "conf" / env).mkdir()
+        (project / "conf" / env / "parameters.yml").write_text(
+            yaml.safe_dump({"dask_client": dask_client})
+        )
+    return project
+
+
+def test_kedro_run_refuses_a_plaintext_remote_scheduler_before_connecting(
+    no_route_out, plaintext_project
+):
+    """One line naming the address and both ways on, and no connection attempt:
+    one would last the 30 s timeout (no route, Dask retries)."""
+    address = f"tcp://{REMOTE_HOST}:8786"
+    start = time.monotonic()
+    result = isolated_kedro(
+        plaintext_project, "run", "--env", "remote", "--runner", DASK_RUNNER
+    )
+    elapsed = time.monotonic() - start
+
+    line = assert_one_clear_error(
+        result,
+        f"Refusing plaintext tcp:// to the scheduler at {address}",
+        "tls:// with dask_client.security",
+        "dask_client.allow_insecure: true",
+    )
+    assert "Cannot connect" not in result.output, line
+    assert elapsed < CONNECT_TIMEOUT / 2, f"{elapsed:.1f} s\n{result.describe()}"
+
+
+def test_kedro_run_allow_insecure_warns_once_then_connects(
+    no_route_out, plaintext_project
+):
+    address = f"tcp://{REMOTE_HOST}:8786"
+    result = isolated_kedro(
+        plaintext_project, "run", "--env", "remoteok", "--runner", DASK_RUNNER
+    )
+
+    warnings = [
+        line for line in result.output.splitlines() if "travel in plaintext" in line
+    ]
+    assert len(warnings) == 1, result.describe()
+    assert f"to the scheduler at {address}" in warnings[0]
+    # It tried (in vain: the namespace has no route out).
+    assert_one_clear_error(result, f"Cannot connect to the Dask scheduler at {address}")
+
+
+def test_kedro_dask_scheduler_refuses_to_listen_in_plaintext_beyond_loopback(
+    no_route_out, plaintext_project
+):
+    result = isolated_kedro(
+        plaintext_project, "dask", "scheduler", "--env", "listen", timeout=60
+    )
+
+    assert_one_clear_error(
+        result,
+        "Refusing plaintext tcp:// for kedro dask scheduler at tcp://0.0.0.0:8786",
+        "dask_client.allow_insecure: true",
+    )
+    assert "dask scheduler --protocol" not in result.output  # never started
+
+
+def test_a_started_cluster_listening_in_plaintext_is_refused(
+    no_route_out, plaintext_project
+):
+    """A ``cluster:`` class whose scheduler listens beyond loopback in plaintext
+    (here a LocalCluster without workers on the namespace's own address): one
+    line, and the cluster is closed before anything connects to it."""
+    result = isolated_kedro(
+        plaintext_project, "run", "--env", "plaincluster", "--runner", DASK_RUNNER
+    )
+
+    assert_one_clear_error(
+        result,
+        f"Refusing plaintext tcp:// to the LocalCluster started at "
+        f"tcp://{NAMESPACE_HOST}:",
+    )
+    assert "Started a Dask LocalCluster" not in result.output
 
 
 # --------------------------------------------------------------------------- #

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import multiprocessing.spawn
 import os
 import signal
+import subprocess
 import sys
 import time
 import types
@@ -21,6 +23,7 @@ from {{ cookiecutter.python_package }}.runner import (
     DaskRunner,
     worker_setup,
 )
+from {{ cookiecutter.python_package }}.runner import cluster as cluster_module
 from {{ cookiecutter.python_package }}.runner.cluster import (
     DaskCluster,
     _no_main_rerun,
@@ -30,6 +33,9 @@ from {{ cookiecutter.python_package }}.runner.cluster import (
 from .conftest import free_port
 
 LOCALHOST_TCP = "tcp://127.0.0.1:"
+LOCALHOST_TLS = "tls://127.0.0.1:"
+# Not loopback, never reached: every test using it fails if anything connects.
+REMOTE = "tcp://10.0.0.5:8786"
 
 
 def square(x: int) -> int:
@@ -40,6 +46,44 @@ def busy(seconds: float) -> int:
     """Like most node code, cannot be interrupted by Dask once running."""
     time.sleep(seconds)
     return 0
+
+
+# Another process (another local user) trying clients this run did not make.
+_STRANGERS = """
+import json, sys
+from distributed import Client, Security
+address = sys.argv[1]
+strangers = {
+    "plaintext": {"address": address.replace("tls://", "tcp://")},
+    "tls without credentials": {"address": address},
+    "other credentials": {"address": address, "security": Security.temporary()},
+}
+connected = {}
+for name, kwargs in strangers.items():
+    try:
+        Client(**kwargs, timeout=3, set_as_default=False).close()
+        connected[name] = True
+    except (OSError, TimeoutError, TypeError):
+        connected[name] = False
+print(json.dumps(connected))
+"""
+
+
+def strangers_connect(address: str) -> dict[str, bool]:
+    """Whether each kind of client of another process connects to ``address``."""
+    result = subprocess.run(
+        [sys.executable, "-c", _STRANGERS, address],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def scheduler_clients(dask_scheduler) -> set[str]:
+    """The clients the scheduler knows (run with ``run_on_scheduler``)."""
+    return set(dask_scheduler.clients) - {"fire-and-forget"}
 
 
 def sigint_ignored() -> bool:
@@ -83,10 +127,16 @@ def test_address_with_local_cluster_option_names_the_option():
         {"scheduler_file": "scheduler.json", "name": "kedro"},
         {"n_workers": 2, "threads_per_worker": 1, "processes": False},
         {"memory_limit": "1GiB", "dashboard_address": ":0", "timeout": 3},
+        {"address": REMOTE, "allow_insecure": True},
     ],
 )
 def test_valid_client_args_pass_unchanged(client_args):
     assert validate_client_args(client_args) == client_args
+
+
+def test_allow_insecure_must_be_true_or_false():
+    with pytest.raises(DaskClusterError, match="'allow_insecure' must be true or"):
+        validate_client_args({"address": REMOTE, "allow_insecure": "yes"})
 
 
 def test_runner_checks_client_args_when_created():
@@ -128,15 +178,32 @@ def test_local_cluster_options_start_a_cluster_on_localhost_only():
     with cluster.connect() as (client, _):
         local_cluster = client.cluster
         assert isinstance(local_cluster, LocalCluster)
-        assert client.scheduler.address.startswith(LOCALHOST_TCP)
+        assert client.scheduler.address.startswith(LOCALHOST_TLS)
         workers = client.scheduler_info()["workers"]
         assert len(workers) == 1
-        assert all(address.startswith(LOCALHOST_TCP) for address in workers)
+        assert all(address.startswith(LOCALHOST_TLS) for address in workers)
         assert client.dashboard_link.startswith("http://127.0.0.1:")
         assert client.submit(square, 3).result(timeout=30) == 9
 
     assert client.status == "closed"
     assert local_cluster.status == Status.closed
+
+
+def test_only_this_run_can_submit_to_its_local_cluster():
+    """Any local user reaches 127.0.0.1: without this run's temporary credentials
+    (held in its memory only), a client cannot talk to the scheduler at all."""
+    cluster = DaskCluster({"n_workers": 1, "dashboard_address": "127.0.0.1:0"})
+
+    with cluster.connect() as (client, _):
+        address = client.scheduler.address
+        assert client.submit(square, 5).result(timeout=30) == 25
+        assert strangers_connect(address) == {
+            "plaintext": False,
+            "tls without credentials": False,
+            "other credentials": False,
+        }
+        clients = client.run_on_scheduler(scheduler_clients)
+        assert clients == {client.id}, clients
 
 
 def test_ctrl_c_closes_the_local_cluster_without_waiting_for_its_nodes():
@@ -201,6 +268,149 @@ def test_dask_config_scheduler_address_is_used(dask_cluster):
         with DaskCluster().connect() as (client, _):
             assert client.scheduler.address == address
     assert client.status == "closed"
+
+
+# --------------------------------------------------------------------------- #
+# Plaintext beyond loopback: decided before anything connects
+# --------------------------------------------------------------------------- #
+@pytest.fixture
+def no_connection(monkeypatch) -> list[dict]:
+    """``distributed.Client`` as the cluster module sees it: records how it was
+    called and connects nowhere (raises as an unreachable scheduler does)."""
+    calls: list[dict] = []
+
+    def client(*args, **kwargs):
+        calls.append({"args": args, **kwargs})
+        raise OSError("not connecting in this test")
+
+    def no_current_client(**kwargs):
+        raise ValueError("No clients found")
+
+    client.current = no_current_client
+    monkeypatch.setattr(cluster_module, "Client", client)
+    return calls
+
+
+@pytest.mark.parametrize(
+    "client_args",
+    [
+        {"address": REMOTE},
+        {"address": REMOTE.replace("tcp://", "ws://")},
+        {"address": "10.0.0.5:8786"},  # tcp:// by default
+        {"address": "tcp://0.0.0.0:8786"},
+    ],
+)
+def test_plaintext_beyond_loopback_is_refused_before_connecting(
+    client_args, no_connection
+):
+    with pytest.raises(DaskClusterError) as excinfo, DaskCluster(client_args).connect():
+        pytest.fail("connected")
+
+    message = str(excinfo.value)
+    assert message.startswith("Refusing plaintext"), message
+    assert client_args["address"] in message
+    assert "dask_client.security" in message
+    assert "dask_client.allow_insecure: true" in message
+    assert no_connection == []
+
+
+def test_the_dask_config_address_is_refused_likewise(no_connection):
+    with dask.config.set({"scheduler-address": REMOTE}):
+        with pytest.raises(DaskClusterError, match="Refusing plaintext"):
+            with DaskCluster().connect():
+                pytest.fail("connected")
+
+    assert no_connection == []
+
+
+def test_the_address_of_a_scheduler_file_is_refused_likewise(no_connection, tmp_path):
+    scheduler_file = tmp_path / "scheduler.json"
+    scheduler_file.write_text(json.dumps({"address": REMOTE}))
+
+    with pytest.raises(DaskClusterError, match="Refusing plaintext"):
+        with DaskCluster({"scheduler_file": str(scheduler_file)}).connect():
+            pytest.fail("connected")
+
+    assert no_connection == []
+
+
+def test_allow_insecure_connects_with_one_warning(no_connection, caplog):
+    cluster = DaskCluster({"address": REMOTE, "allow_insecure": True, "timeout": 1})
+
+    with caplog.at_level(logging.WARNING), pytest.raises(DaskClusterError) as excinfo:
+        with cluster.connect():
+            pytest.fail("the stand-in client connected")
+
+    assert "Cannot connect" in str(excinfo.value)  # it tried: allowed
+    [call] = no_connection
+    assert call["address"] == REMOTE
+    assert "allow_insecure" not in call  # a runner option, not Dask's
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1, warnings
+    assert f"travel in plaintext to the scheduler at {REMOTE}" in warnings[0]
+
+
+class PlaintextCluster:
+    """A started cluster whose scheduler listens in plaintext beyond loopback."""
+
+    instances: list[PlaintextCluster] = []
+
+    def __init__(self, **kwargs):
+        self.kwargs = kwargs
+        self.scheduler_address = REMOTE
+        self.closed = False
+        self.adapted = None
+        PlaintextCluster.instances.append(self)
+
+    def adapt(self, **kwargs):
+        self.adapted = kwargs
+
+    def close(self):
+        self.closed = True
+
+
+@pytest.mark.parametrize("allow_insecure", [False, True])
+def test_a_started_cluster_listening_in_plaintext_is_refused_and_closed(
+    allow_insecure, no_connection, caplog
+):
+    PlaintextCluster.instances.clear()
+    cluster_block = {
+        "class": f"{__name__}.PlaintextCluster",
+        "kwargs": {"cores": 1},
+        "adapt": {"maximum": 2},
+    }
+    cluster = DaskCluster({"cluster": cluster_block, "allow_insecure": allow_insecure})
+
+    expected = OSError if allow_insecure else DaskClusterError
+    with caplog.at_level(logging.WARNING), pytest.raises(expected) as excinfo:
+        with cluster.connect():
+            pytest.fail("connected")
+
+    [started] = PlaintextCluster.instances
+    assert started.closed
+    if allow_insecure:  # allowed: scaled, then the (stand-in) client tried
+        assert "not connecting in this test" in str(excinfo.value)
+        assert started.adapted == {"maximum": 2}
+        assert len(no_connection) == 1
+        assert "to the PlaintextCluster started at" in caplog.text
+    else:  # refused before scaling or connecting
+        assert str(excinfo.value).startswith(
+            f"Refusing plaintext tcp:// to the PlaintextCluster started at {REMOTE}"
+        )
+        assert started.adapted is None
+        assert no_connection == []
+
+
+def test_a_local_cluster_block_with_security_true_talks_tls():
+    """The documented TLS example for ``cluster:`` classes, with LocalCluster."""
+    cluster_block = {
+        "class": "distributed.LocalCluster",
+        "kwargs": {"n_workers": 1, "host": "127.0.0.1", "security": True},
+    }
+    with DaskCluster({"cluster": cluster_block}).connect() as (client, _):
+        assert client.scheduler.address.startswith(LOCALHOST_TLS)
+        assert client.submit(square, 6).result(timeout=30) == 36
+        assert not strangers_connect(client.scheduler.address)["plaintext"]
 
 
 def test_unreachable_address_fails_in_bounded_time():

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 import logging
 import os
 import sys
@@ -30,6 +31,7 @@ from distributed import Client, LocalCluster, Nanny, Security
 from kedro.utils import load_obj
 
 from . import worker_setup
+from .addresses import SchedulerAddress, refuse_plaintext
 from .errors import DaskClusterError
 
 logger = logging.getLogger(__name__)
@@ -57,8 +59,10 @@ _CLIENT_OPTIONS = frozenset(
         "security",
     }
 )
-# Options of the runner itself, valid whichever way the cluster comes.
-_RUN_OPTIONS = frozenset({"worker_wait"})
+# Options of the runner itself, valid whichever way the cluster comes; not given
+# to Dask. ``allow_insecure``: plaintext (tcp://, ws://) to a scheduler beyond
+# loopback is allowed, with a warning, instead of refused (see ``addresses``).
+_RUN_OPTIONS = frozenset({"worker_wait", "allow_insecure"})
 # Any cluster class, by import path: {"class": ..., "kwargs": {...}, "adapt": {...}}
 _CLUSTER_OPTION = "cluster"
 _CLUSTER_KEYS = frozenset({"class", "kwargs", "adapt"})
@@ -100,6 +104,7 @@ _OPTION_TYPES: dict[str, tuple[type, ...]] = {
     "scheduler_file": (str,),
     "timeout": _DURATION,
     "worker_wait": _NUMBER,
+    "allow_insecure": (bool,),
     "name": (str, int),
     "heartbeat_interval": _DURATION,
     "direct_to_workers": (bool,),
@@ -218,7 +223,8 @@ def _validate_cluster_block(args: Mapping[str, Any]) -> None:
 def _security(value: Any) -> Security | bool:
     """``security`` as ``distributed.Security``: TLS files and ``require_encryption``.
 
-    ``True`` asks a LocalCluster for temporary self-signed credentials.
+    ``True`` asks a cluster the runner starts for temporary self-signed
+    credentials.
     """
     if isinstance(value, Security | bool):
         return value
@@ -231,6 +237,27 @@ def _security(value: Any) -> Security | bool:
         return Security(**value)
     except TypeError as exc:
         raise DaskClusterError(f"dask_client option 'security': {exc}") from None
+
+
+def _check_tls(address: SchedulerAddress, security: Security | bool | None) -> None:
+    """Refuse, naming the address, a protocol that the TLS settings contradict:
+    ``require_encryption`` with a plaintext address, or ``tls://`` without the
+    files to talk TLS."""
+    settings = security if isinstance(security, Security) else Security()
+    if settings.require_encryption and not address.encrypted:
+        raise DaskClusterError(
+            f"dask_client 'security' requires encryption, but the scheduler "
+            f"address {address.address} is not encrypted: use tls://."
+        )
+    if (
+        address.encrypted
+        and settings.get_connection_args("client").get("ssl_context") is None
+    ):
+        raise DaskClusterError(
+            f"The scheduler address {address.address} uses {address.protocol}:// "
+            f"but dask_client has no 'security' with TLS files (tls_ca_file, "
+            f"tls_client_cert, tls_client_key)."
+        )
 
 
 class Connection(NamedTuple):
@@ -258,7 +285,15 @@ class DaskCluster:
        else start a LocalCluster.
 
     A LocalCluster the runner starts listens on 127.0.0.1 only, dashboard included,
-    unless ``host``/``dashboard_address`` say otherwise. The client and cluster
+    unless ``host``/``dashboard_address`` say otherwise, and its worker processes
+    talk TLS with credentials only this run holds (``Security.temporary()``).
+
+    Plaintext (tcp://, ws://) beyond loopback is refused before anything connects,
+    whether the address is given, comes from the Dask config or is where a cluster
+    started here listens (that cluster is closed), unless ``allow_insecure:
+    true``, which logs a warning instead. A current client is used as it is.
+
+    The client and cluster
     opened by ``connect`` are closed when its block ends, whether the run
     succeeded or failed; on Ctrl-C, a LocalCluster's workers are stopped at once,
     without waiting for the nodes they run.
@@ -272,10 +307,16 @@ class DaskCluster:
         """Seconds to wait for at least one worker before failing the run."""
         return float(self._args.get("worker_wait", DEFAULT_WORKER_WAIT))
 
+    @property
+    def allow_insecure(self) -> bool:
+        """Whether plaintext to a scheduler beyond loopback is allowed."""
+        return self._args.get("allow_insecure") is True
+
     @contextmanager
     def connect(self) -> Iterator[Connection]:
         """Yield a connected client; close what was opened here on exit."""
         args = {k: v for k, v in self._args.items() if k not in _RUN_OPTIONS}
+        args.setdefault("timeout", DEFAULT_CONNECT_TIMEOUT)
         with self._client(args) as connection:
             yield connection
 
@@ -284,25 +325,32 @@ class DaskCluster:
         if _CLUSTER_OPTION in args:
             return self._any_cluster(**args)
         if args.get("address") or args.get("scheduler_file"):
-            return self._connect(**args)
+            return self._connect(args)
         if args.keys() - {"timeout", "name"}:
-            return self._local_cluster(**args)
+            return self._local_cluster(args)
         current = _current_client()
         if current is not None:
             logger.info("Using the current Dask client of this process: %s", current)
             return nullcontext(Connection(current, workers_are_local=False))
         address = dask.config.get("scheduler-address", None)
         if address:
-            return self._connect(address=address, **args)
-        return self._local_cluster(**args)
+            return self._connect({**args, "address": address})
+        return self._local_cluster(args)
 
-    @staticmethod
+    def _check_address(self, address: str, security: Any = None) -> None:
+        """Decide, before anything connects to ``address``, whether to: plaintext
+        beyond loopback refused unless ``allow_insecure``; TLS settings that
+        contradict its protocol refused."""
+        parsed = SchedulerAddress.parse(address)
+        refuse_plaintext(parsed, allow_insecure=self.allow_insecure)
+        _check_tls(parsed, security)
+
     @contextmanager
-    def _connect(**client_kwargs: Any) -> Iterator[Connection]:
+    def _connect(self, client_kwargs: dict[str, Any]) -> Iterator[Connection]:
         target = client_kwargs.get("address") or client_kwargs.get("scheduler_file")
-        client_kwargs.setdefault("timeout", DEFAULT_CONNECT_TIMEOUT)
-        if client_kwargs.get("address"):
-            _check_encryption(client_kwargs["address"], client_kwargs.get("security"))
+        address = client_kwargs.get("address") or _scheduler_file_address(target)
+        if address:
+            self._check_address(address, client_kwargs.get("security"))
         try:
             client = Client(set_as_default=False, **client_kwargs)
         except (OSError, TimeoutError, RuntimeError, TypeError, ValueError) as exc:
@@ -312,6 +360,8 @@ class DaskCluster:
                 f"(timeout {client_kwargs['timeout']} s): {reason}"
             ) from None
         try:
+            if not address:  # a scheduler file that appeared while waiting
+                self._check_address(client.scheduler.address)
             logger.info(
                 "Connected to the Dask scheduler at %s; dashboard: %s",
                 client.scheduler.address,
@@ -327,23 +377,23 @@ class DaskCluster:
     ) -> Iterator[Connection]:
         cluster_class = load_obj(cluster["class"])
         kwargs = dict(cluster.get("kwargs") or {})
+        if "security" in client_kwargs:
+            kwargs.setdefault("security", client_kwargs.pop("security"))
         with ExitStack() as stack:
             if isinstance(cluster_class, type) and issubclass(
                 cluster_class, LocalCluster
             ):
-                kwargs = _local_worker_processes(_loopback_only(kwargs))
+                kwargs = _local_worker_processes(_private_tls(_loopback_only(kwargs)))
                 stack.enter_context(_worker_processes(kwargs))
-            if "security" in client_kwargs:
-                kwargs.setdefault("security", client_kwargs["security"])
             with self._own(
                 cluster_class(**kwargs), cluster.get("adapt"), client_kwargs
             ) as c:
                 yield c
 
     @contextmanager
-    def _local_cluster(self, **options: Any) -> Iterator[Connection]:
-        client_kwargs = {"timeout": options.pop("timeout", DEFAULT_CONNECT_TIMEOUT)}
-        options = _local_worker_processes(_loopback_only(options))
+    def _local_cluster(self, options: dict[str, Any]) -> Iterator[Connection]:
+        client_kwargs = {"timeout": options.pop("timeout")}
+        options = _local_worker_processes(_private_tls(_loopback_only(options)))
         with _worker_processes(options):
             cluster = LocalCluster(**options)
             with self._own(cluster, None, client_kwargs) as client:
@@ -353,11 +403,19 @@ class DaskCluster:
     def _own(
         self, cluster: Any, adapt: Mapping[str, Any] | None, client_kwargs: dict
     ) -> Iterator[Connection]:
-        """Connect to a cluster started here; close client and cluster at the end."""
+        """Connect to a cluster started here; close client and cluster at the end.
+
+        The client takes the cluster's own ``security``; a scheduler listening in
+        plaintext beyond loopback is refused (and closed) before anything
+        connects to it, unless ``allow_insecure``."""
         try:
+            refuse_plaintext(
+                SchedulerAddress.parse(cluster.scheduler_address),
+                allow_insecure=self.allow_insecure,
+                role=f"to the {type(cluster).__name__} started",
+            )
             if adapt:
                 cluster.adapt(**adapt)
-            client_kwargs.setdefault("timeout", DEFAULT_CONNECT_TIMEOUT)
             client = Client(cluster, set_as_default=False, **client_kwargs)
             try:
                 logger.info(
@@ -374,6 +432,28 @@ class DaskCluster:
                 client.close()
         finally:
             cluster.close()
+
+
+def _scheduler_file_address(path: str) -> str | None:
+    """The address a scheduler file holds, if it is there yet."""
+    try:
+        return json.loads(Path(path).read_text())["address"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # Dask waits for it: checked once connected
+
+
+def _private_tls(options: dict[str, Any]) -> dict[str, Any]:
+    """LocalCluster options whose worker processes talk TLS with credentials
+    made for this run, held in its memory only (``Security.temporary()``): on a
+    shared machine every user reaches 127.0.0.1, and none but this run can then
+    submit work to its scheduler. Left as asked with ``security`` or another
+    ``protocol`` given; thread-only clusters talk in-process (inproc://)."""
+    protocol = str(options.get("protocol") or "tls").split("://")[0]
+    if "security" in options or protocol != "tls":
+        return options
+    if not options.get("processes", True) and not options.get("protocol"):
+        return options
+    return {**options, "security": Security.temporary()}
 
 
 def _loopback_only(options: dict[str, Any]) -> dict[str, Any]:
@@ -493,24 +573,6 @@ async def _stop_workers(workers: list[Any], timeout: float) -> None:
         ),
         return_exceptions=True,
     )
-
-
-def _check_encryption(address: str, security: Any) -> None:
-    """Refuse, naming the address, a scheme that the TLS settings contradict."""
-    scheme = address.split("://", 1)[0] if "://" in address else "tcp"
-    encrypted = scheme in ("tls", "wss")
-    settings = security if isinstance(security, Security) else Security()
-    if settings.require_encryption and not encrypted:
-        raise DaskClusterError(
-            f"dask_client 'security' requires encryption, but the scheduler "
-            f"address {address} is not encrypted: use tls://."
-        )
-    if encrypted and settings.get_connection_args("client").get("ssl_context") is None:
-        raise DaskClusterError(
-            f"The scheduler address {address} uses {scheme}:// but dask_client has "
-            f"no 'security' with TLS files (tls_ca_file, tls_client_cert, "
-            f"tls_client_key)."
-        )
 
 
 def _current_client() -> Client | None:

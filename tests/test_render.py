@@ -139,6 +139,7 @@ EXPECTED_TREE = sorted(
                 "recording",
                 "run_record",
                 "services",
+                "versions",
                 "worker",
                 "worker_setup",
             )
@@ -165,6 +166,7 @@ EXPECTED_TREE = sorted(
                 "node_logs",
                 "recording",
                 "run_record",
+                "versions",
                 "worker",
             )
         ),

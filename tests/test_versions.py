@@ -204,7 +204,6 @@ def test_check_versions_refuses_workers_of_another_distributed(
     assert not [w for w in silenced if w.category is VersionMismatchWarning]
 
 
-@pytest.mark.xfail(strict=True, reason="check_versions not wired into the runner yet")
 def test_kedro_run_on_workers_of_another_distributed_is_one_clear_error(
     other_python, rendered_project, tmp_path
 ):

@@ -41,6 +41,7 @@ from .plugins import by_value, erred_on
 from .recording import RunRecorder, run_params_of
 from .run_record import quiet_kedro_viz_runner_warning
 from .services import NodeProgress, RunOptions, run_services
+from .versions import check_versions
 from .worker import NodeFailure, RunContext, picklable_node_hooks
 
 if TYPE_CHECKING:
@@ -185,6 +186,7 @@ class DaskRunner(AbstractRunner):
         with ExitStack() as stack:
             client, workers_are_local = stack.enter_context(self._cluster.connect())
             _wait_for_workers(client, self._cluster.worker_wait)
+            check_versions(client)
             _check_resources(
                 client,
                 dask_graph,

@@ -45,6 +45,19 @@ def _messages(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [record.getMessage() for record in caplog.records]
 
 
+@pytest.fixture(autouse=True)
+def restored_loggers():
+    """``collect`` installs its collector in this process when it runs off a
+    worker: leave the loggers as they were for the tests that follow."""
+    loggers = [logging.getLogger(name) for name in ("kedro", PACKAGE)]
+    saved = [(lg, list(lg.handlers), lg.propagate, lg.level) for lg in loggers]
+    yield
+    for logger, handlers, propagate, level in saved:
+        logger.handlers[:] = handlers
+        logger.propagate = propagate
+        logger.setLevel(level)
+
+
 @pytest.fixture
 def in_project(monkeypatch):
     """The run belongs to this project, as under ``kedro run``: its package's

@@ -33,6 +33,7 @@ from kedro.utils import load_obj
 from . import worker_setup
 from .addresses import SchedulerAddress, refuse_plaintext
 from .errors import DaskClusterError
+from .versions import distributed_version_warning_silenced
 
 logger = logging.getLogger(__name__)
 
@@ -352,7 +353,8 @@ class DaskCluster:
         if address:
             self._check_address(address, client_kwargs.get("security"))
         try:
-            client = Client(set_as_default=False, **client_kwargs)
+            with distributed_version_warning_silenced():  # check_versions says it
+                client = Client(set_as_default=False, **client_kwargs)
         except (OSError, TimeoutError, RuntimeError, TypeError, ValueError) as exc:
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise DaskClusterError(

@@ -104,6 +104,8 @@ EXPECTED_TREE = sorted(
         "conf/local/.gitkeep",
         "conf/logging.yml",
         *(f"data/{layer}/.gitkeep" for layer in LAYERS),
+        "docs/kedro-viz-workflow.png",
+        "docs/run-timeline.png",
         "notebooks/.gitkeep",
         "pyproject.toml",
         "requirements.txt",

@@ -66,14 +66,22 @@ class SchedulerAddress:
     def is_loopback(self) -> bool:
         """Whether only this machine can reach the host: every address the host
         name resolves to is a loopback address. An empty host or 0.0.0.0 listens
-        on every interface: not loopback."""
+        on every interface: not loopback.
+
+        Raises:
+            DaskClusterError: The host name does not resolve: nothing could
+                connect to it, whatever the protocol.
+        """
         host = self.host.strip("[]")
         if not host:
             return False
         try:
             infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
-        except (OSError, UnicodeError):
-            return False  # not resolvable here: cannot be shown to be loopback
+        except (OSError, UnicodeError) as exc:
+            raise DaskClusterError(
+                f"Cannot connect to the Dask scheduler at {self.address}: its host "
+                f"'{host}' does not resolve ({exc})."
+            ) from None
         resolved = {info[4][0].split("%")[0] for info in infos}
         return bool(resolved) and all(
             ipaddress.ip_address(ip).is_loopback for ip in resolved

@@ -156,6 +156,7 @@ EXPECTED_TREE = sorted(
         ),
         "tests/runner/__init__.py",
         "tests/runner/conftest.py",
+        "tests/runner/strangers.py",
         *(
             f"tests/runner/test_{module}.py"
             for module in (

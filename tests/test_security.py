@@ -119,7 +119,7 @@ def test_local_cluster_listens_on_loopback_only(rendered_project, tmp_path):
             r"at tls://([\d.]+):(\d+); dashboard: http://([\d.]+):(\d+)/", line
         )
         assert match, f"no LocalCluster line with its addresses:\n{tail(run.output())}"
-        refused = _strangers_refused(f"tls://{match[1]}:{match[2]}")
+        refused = _strangers_refused(project, f"tls://{match[1]}:{match[2]}")
         result = run.wait(timeout=120)
     assert result.returncode == 0, result.describe()
 
@@ -137,38 +137,20 @@ def test_local_cluster_listens_on_loopback_only(rendered_project, tmp_path):
     assert {int(match[2]), int(match[4])} <= ports, (match.groups(), sockets)
 
 
-# Another process (another local user) trying clients the run did not make.
-_STRANGERS = """
-import json, sys
-from distributed import Client, Security
-address = sys.argv[1]
-strangers = {
-    "plaintext": {"address": address.replace("tls://", "tcp://")},
-    "tls without credentials": {"address": address},
-    "other credentials": {"address": address, "security": Security.temporary()},
-}
-refused = {}
-for name, kwargs in strangers.items():
-    try:
-        Client(**kwargs, timeout=3, set_as_default=False).close()
-        refused[name] = False
-    except (OSError, TimeoutError, TypeError):
-        refused[name] = True
-print(json.dumps(refused))
-"""
-
-
-def _strangers_refused(address: str) -> dict[str, bool]:
+def _strangers_refused(project: Path, address: str) -> dict[str, bool]:
     """Whether each kind of client this run did not make, in another process,
-    fails to connect to its scheduler at ``address`` (tls://)."""
+    fails to connect to its scheduler at ``address`` (tls://): the rendered
+    project's own ``tests/runner/strangers.py``."""
     result = subprocess.run(
-        [sys.executable, "-c", _STRANGERS, address],
+        [sys.executable, "-m", "tests.runner.strangers", address],
+        cwd=project,
         capture_output=True,
         text=True,
         timeout=60,
         check=True,
     )
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    connected = json.loads(result.stdout.strip().splitlines()[-1])
+    return {name: not ok for name, ok in connected.items()}
 
 
 # --------------------------------------------------------------------------- #

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import types
+from pathlib import Path
 
 import dask.config
 import psutil
@@ -32,6 +33,8 @@ from {{ cookiecutter.python_package }}.runner.cluster import (
 
 from .conftest import free_port
 
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
 LOCALHOST_TCP = "tcp://127.0.0.1:"
 LOCALHOST_TLS = "tls://127.0.0.1:"
 # Not loopback, never reached: every test using it fails if anything connects.
@@ -48,31 +51,12 @@ def busy(seconds: float) -> int:
     return 0
 
 
-# Another process (another local user) trying clients this run did not make.
-_STRANGERS = """
-import json, sys
-from distributed import Client, Security
-address = sys.argv[1]
-strangers = {
-    "plaintext": {"address": address.replace("tls://", "tcp://")},
-    "tls without credentials": {"address": address},
-    "other credentials": {"address": address, "security": Security.temporary()},
-}
-connected = {}
-for name, kwargs in strangers.items():
-    try:
-        Client(**kwargs, timeout=3, set_as_default=False).close()
-        connected[name] = True
-    except (OSError, TimeoutError, TypeError):
-        connected[name] = False
-print(json.dumps(connected))
-"""
-
-
 def strangers_connect(address: str) -> dict[str, bool]:
-    """Whether each kind of client of another process connects to ``address``."""
+    """Whether each kind of client of another process connects to ``address``
+    (``tests/runner/strangers.py``)."""
     result = subprocess.run(
-        [sys.executable, "-c", _STRANGERS, address],
+        [sys.executable, "-m", "tests.runner.strangers", address],
+        cwd=PROJECT_ROOT,
         capture_output=True,
         text=True,
         timeout=60,

@@ -394,7 +394,8 @@ class DaskCluster:
 
     def _exit(self, name: str) -> int | None:
         procs = {"scheduler": self.scheduler}
-        procs.update(zip(self.worker_names, self.workers, strict=True))
+        # Workers not started yet (the scheduler failed first) have no process.
+        procs.update(zip(self.worker_names, self.workers, strict=False))
         proc = procs.get(name)
         return proc.poll() if proc else None
 

@@ -21,6 +21,7 @@ import logging
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -177,4 +178,4 @@ class RunRecorder:
             nbytes.update(message.get("output_nbytes") or {})
         records = node_runs(messages)
         moved = moved_input_bytes(records, self._pipeline, nbytes)
-        return node_runs(messages, moved_bytes=moved)
+        return [replace(r, moved_bytes=moved.get(r.node, 0)) for r in records]

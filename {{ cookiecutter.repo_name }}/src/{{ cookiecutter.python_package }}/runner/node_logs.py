@@ -9,6 +9,14 @@ and the project package) are only collected, not handled, and sent to the driver
 in one event when the node ends (``collect``). The driver hands them to its own
 loggers, configured by the project's ``conf/logging.yml``, right before it logs
 the node as completed (``NodeLogs``): the console reads as ``SequentialRunner``'s.
+
+A node task's messages to the driver (its log records here, its measurement in
+``recording``) leave through ``send``: a worker's ``log_event`` called from a task
+thread wakes the worker's event loop for each message, a quarter of a millisecond
+a node (``benchmarks/record_cost.py``). ``send`` leaves them in the worker's
+``_Outbox``, which hands them to the scheduler when the loop next handles a task
+transition: the node task's own end at the latest, so they still arrive before
+its result or error, on the same stream.
 """
 
 from __future__ import annotations
@@ -21,14 +29,18 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from distributed.diagnostics.plugin import WorkerPlugin
+
 if TYPE_CHECKING:
-    from distributed import Client
+    from distributed import Client, Worker
 
 _SIMPLE = (str, int, float, bool, type(None))
 # Attributes of a record that Kedro's RichHandler reads, beyond the standard ones.
 _EXTRAS = ("rich_format", "markup")
 # Marks the collector handler whichever copy of this module installed it.
 _MARK = "kedro_dask_node_logs"
+# The name of a worker's ``_Outbox`` among its plugins.
+_OUTBOX = "kedro-dask-node-messages"
 
 
 @dataclass(frozen=True)
@@ -134,7 +146,64 @@ def _send(topic: str, event: dict[str, Any]) -> None:
         return
     for attributes in event["records"]:
         attributes["worker"] = worker.address
-    worker.log_event(topic, event)
+    send(worker, topic, event)
+
+
+def send(worker: Worker, topic: str, message: dict[str, Any]) -> None:
+    """Send a node task's ``message`` to the driver on ``topic``, as a Dask event
+    the scheduler receives before the task's result or error.
+
+    Called on the task's thread. The message waits in the worker's ``_Outbox``
+    until the worker's event loop next handles a task transition; only the first
+    messages on a worker, before its outbox is in place, go out at once.
+    """
+    outbox = worker.plugins.get(_OUTBOX)
+    if outbox is not None:
+        outbox.put(topic, message)
+        return
+    worker.log_event(topic, message)  # wakes the loop, which installs the outbox
+    worker.loop.add_callback(_install_outbox, worker)
+
+
+def _install_outbox(worker: Worker) -> None:
+    """On the worker's event loop: give the worker its outbox, once."""
+    if _OUTBOX not in worker.plugins:
+        worker.plugins[_OUTBOX] = _Outbox(worker)
+
+
+class _Outbox(WorkerPlugin):
+    """Node task messages waiting on a worker for its event loop.
+
+    A plugin of the worker, so it hears of every task transition, on the event
+    loop, before the worker tells the scheduler about it: a task ending
+    (``executing`` to ``memory`` or ``error``) hands what its nodes sent to the
+    scheduler first. Lives in the worker's plugins, not in this module, so copies
+    of the module (``ship_code``) share it.
+    """
+
+    def __init__(self, worker: Worker):
+        self._worker = worker
+        self._lock = threading.Lock()
+        self._messages: list[tuple[str, dict[str, Any]]] = []
+
+    def put(self, topic: str, message: dict[str, Any]) -> None:
+        """From a task thread: keep ``message`` for the next transition."""
+        with self._lock:
+            self._messages.append((topic, message))
+
+    def transition(self, key: Any, start: str, finish: str, **kwargs: Any) -> None:
+        if self._messages:
+            self.flush()
+
+    def teardown(self, worker: Worker) -> None:
+        self.flush()
+
+    def flush(self) -> None:
+        """On the event loop: hand the waiting messages to the scheduler's stream."""
+        with self._lock:
+            messages, self._messages = self._messages, []
+        for topic, message in messages:
+            self._worker.log_event(topic, message)
 
 
 def _as_dict(record: logging.LogRecord) -> dict[str, Any]:

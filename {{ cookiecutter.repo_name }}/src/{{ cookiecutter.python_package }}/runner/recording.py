@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from kedro.framework.hooks import hook_impl
 from kedro.utils import find_kedro_project
 
+from .node_logs import send
 from .run_record import (
     RunMeter,
     moved_input_bytes,
@@ -99,7 +100,7 @@ def measured(
             yield extra
         finally:
             measure.end = time.time()
-            worker.log_event(topic, {**measure.message(), **extra})
+            send(worker, topic, {**measure.message(), **extra})
 
 
 class RunRecorder:

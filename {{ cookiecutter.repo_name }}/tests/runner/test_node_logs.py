@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import uuid
 
 import kedro.framework.project
 import pytest
@@ -164,3 +165,50 @@ def test_a_reimported_module_reuses_the_installed_collector(monkeypatch):
     }
     assert [len(handlers) for handlers in installed.values()] == [1, 1]
     assert installed["kedro"][0] is installed[PACKAGE][0]
+
+
+# --------------------------------------------------------------------------- #
+# The outbox: node messages reach the scheduler before the task's result
+# --------------------------------------------------------------------------- #
+def _send_messages(topic: str, count: int, first: int, fail: bool = False) -> int:
+    """A task that sends ``count`` messages, as a chain of ``count`` nodes would."""
+    from distributed import get_worker
+
+    from {{ cookiecutter.python_package }}.runner.node_logs import send
+
+    for number in range(first, first + count):
+        send(get_worker(), topic, {"number": number})
+    if fail:
+        raise ValueError("failed after sending")
+    return count
+
+
+def _has_outbox(dask_worker) -> bool:
+    return "kedro-dask-node-messages" in dask_worker.plugins
+
+
+def test_node_messages_arrive_before_the_task_result(inspector):
+    """What a node task sends is at the scheduler when its result or error is
+    known, whether it left at once (a worker's first message) or waited in the
+    worker's outbox; a task that sends several sends them all."""
+    topic = f"outbox-test-{uuid.uuid4().hex}"
+    numbers: set[int] = set()
+    for round_ in range(3):  # the first round installs the outboxes
+        futures = [
+            inspector.submit(_send_messages, topic, 1, 100 * round_ + i, pure=False)
+            for i in range(20)
+        ]
+        futures.append(
+            inspector.submit(_send_messages, topic, 30, 100 * round_ + 50, pure=False)
+        )
+        inspector.gather(futures)
+        numbers |= {100 * round_ + i for i in [*range(20), *range(50, 80)]}
+        received = {m["number"] for _, m in inspector.get_events(topic)}
+        assert received == numbers  # no wait: all there with the results
+    assert all(inspector.run(_has_outbox).values())
+
+    failing = inspector.submit(_send_messages, topic, 5, 1000, True, pure=False)
+    with pytest.raises(ValueError, match="failed after sending"):
+        failing.result()
+    received = {m["number"] for _, m in inspector.get_events(topic)}
+    assert set(range(1000, 1005)) <= received

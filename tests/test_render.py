@@ -141,6 +141,7 @@ EXPECTED_TREE = sorted(
                 "recording",
                 "run_record",
                 "services",
+                "submit",
                 "versions",
                 "worker",
                 "worker_setup",
@@ -169,6 +170,7 @@ EXPECTED_TREE = sorted(
                 "node_logs",
                 "recording",
                 "run_record",
+                "submit",
                 "versions",
                 "worker",
             )

@@ -3,7 +3,9 @@
 No cluster is needed: the graph is executed with Dask's synchronous in-process
 scheduler, which runs its node tasks right here, and its keys are inspected with
 Dask's public graph functions (``dask.core.get_dependencies``). No test reads how
-a task is laid out inside the graph.
+a task is laid out inside the graph. The order that persisted data sets,
+``DaskGraph.after``, is kept by the driver (``submit.TaskFeeder``); here
+``_compute`` keeps it by giving each task a dependency on what it comes after.
 """
 
 from __future__ import annotations
@@ -225,9 +227,23 @@ def _depends_on(dask_graph: DaskGraph, key: Any) -> set[Any]:
     return set(get_dependencies(dask_graph.graph, key))
 
 
+def _comes_after(dask_graph: DaskGraph, key: Any) -> set[Any]:
+    """The node tasks that must finish before ``key`` is submitted."""
+    return set(dask_graph.after.get(key, ()))
+
+
+def _first(value: Any, *_finished: Any) -> Any:
+    return value
+
+
 def _compute(dask_graph: DaskGraph, *keys: Any) -> Any:
-    """What the graph computes for ``keys``, in this process (node tasks too)."""
-    results = dask.get(dask_graph.graph, list(keys))
+    """What the graph computes for ``keys``, in this process (node tasks too),
+    each task run after the tasks in its ``after``."""
+    graph = {
+        key: (_first, task, *dask_graph.after.get(key, ()))
+        for key, task in dask_graph.graph.items()
+    }
+    results = dask.get(graph, list(keys))
     return results[0] if len(keys) == 1 else tuple(results)
 
 
@@ -393,11 +409,8 @@ def test_memory_pipeline_inputs_are_recomputable_tasks(tmp_path):
     input_key = (f"kedro-input-{token}", "extra")
 
     # ``extra`` is the only in-memory data ``read_report`` receives; ``report``
-    # comes from ``write_report``, whose task holds nothing (see below).
-    assert _depends_on(dask_graph, _key_of(dask_graph, "read_report")) == {
-        input_key,
-        _key_of(dask_graph, "write_report"),
-    }
+    # comes from ``write_report`` on disk (see below).
+    assert _depends_on(dask_graph, _key_of(dask_graph, "read_report")) == {input_key}
     assert input_key not in dask_graph.node_keys.values()
     # A task of the graph, needing nothing else, that yields the driver's value:
     # any worker can compute it again.
@@ -449,9 +462,12 @@ def test_persisted_dataset_orders_consumer_after_producer(tmp_path):
     dask_graph, _ = _to_dask(graph)
     write_key = _key_of(dask_graph, "write_report")
 
-    # ``report`` is read from disk, so read_report waits for write_report's
-    # task, which writes it and returns no data to pass on.
-    assert write_key in _depends_on(dask_graph, _key_of(dask_graph, "read_report"))
+    # ``report`` is read from disk, so read_report comes after write_report's
+    # task, which writes it and returns no data to pass on: not a dependency
+    # Dask would keep the result of.
+    read_key = _key_of(dask_graph, "read_report")
+    assert _comes_after(dask_graph, read_key) == {write_key}
+    assert write_key not in _depends_on(dask_graph, read_key)
     assert _compute(dask_graph, write_key) is None
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "report.csv"), PREPARED)
     # ``raw`` is not produced in the run: nothing to wait for.
@@ -462,8 +478,8 @@ def test_persisted_only_consumer_does_not_receive_the_producers_memory_data(
     tmp_path,
 ):
     """``write`` saves ``report`` (CSV) and hands ``kept`` in memory to
-    ``use_kept``; ``read`` needs only ``report``: it waits for a small task that
-    follows ``write``, so ``kept`` is never moved to ``read``'s worker."""
+    ``use_kept``; ``read`` needs only ``report``: it comes after ``write``
+    without depending on its result, so ``kept`` never moves to its worker."""
     pipeline = Pipeline(
         [
             node(lambda df: (df, 7), "raw", ["report", "kept"], name="write"),
@@ -472,15 +488,13 @@ def test_persisted_only_consumer_does_not_receive_the_producers_memory_data(
         ]
     )
     graph = PipelineGraph(pipeline, _catalog(tmp_path))
-    dask_graph, token = _to_dask(graph)
+    dask_graph, _ = _to_dask(graph)
     write_key = _key_of(dask_graph, "write")
-    done_key = (f"kedro-done-{token}", "write")
 
     assert _depends_on(dask_graph, _key_of(dask_graph, "use_kept")) == {write_key}
     assert _compute(dask_graph, write_key) == 7  # write's result is ``kept``
-    assert _depends_on(dask_graph, _key_of(dask_graph, "read")) == {done_key}
-    assert _depends_on(dask_graph, done_key) == {write_key}  # ready once write ran
-    assert _compute(dask_graph, done_key) is False  # ...holding no data
+    assert _depends_on(dask_graph, _key_of(dask_graph, "read")) == set()
+    assert _comes_after(dask_graph, _key_of(dask_graph, "read")) == {write_key}
     copy, kept_copy = _compute(
         dask_graph, dask_graph.output_keys["copy"], dask_graph.output_keys["kept_copy"]
     )
@@ -510,7 +524,7 @@ def test_transcoded_persisted_dataset_orders_consumer_after_producer(tmp_path):
     dask_graph, _ = _to_dask(PipelineGraph(pipeline, catalog), inputs={"src": RAW})
 
     reader_key = _key_of(dask_graph, "reader")
-    assert _depends_on(dask_graph, reader_key) == {_key_of(dask_graph, "writer")}
+    assert _comes_after(dask_graph, reader_key) == {_key_of(dask_graph, "writer")}
     # The reader reads what the writer wrote.
     pd.testing.assert_frame_equal(_compute(dask_graph, reader_key), PREPARED)
 
@@ -639,8 +653,8 @@ def test_a_fused_chain_runs_its_nodes_in_order_in_one_task(tmp_path, ran):
     key = _key_of(dask_graph, "read_report")
 
     assert _key_of(dask_graph, "write_report") == key
-    # One task for the two nodes: no key of write_report's own, nor of a
-    # ``kedro-done`` for it (``test_graph_holds_node_tasks...`` lists the rest).
+    # One task for the two nodes: no key of write_report's own
+    # (``test_graph_holds_node_tasks...`` lists the rest).
     assert set(dask_graph.graph) - set(dask_graph.node_keys.values()) == {
         (f"kedro-input-{token}", "extra"),
         *((f"kedro-output-{token}", n) for n in ("even", "odd", "n_even", "n_odd")),

@@ -1,12 +1,14 @@
 """``DaskRunner`` is an ``AbstractRunner`` implementation. It runs a ``Pipeline``
-on a Dask distributed cluster as one Dask graph.
+on a Dask distributed cluster, a Dask task per node.
 
 Each piece has one job:
 
 - ``DaskCluster`` (``cluster.py``): where the cluster comes from, and closing
   what the runner opened;
 - ``PipelineGraph`` (``graph.py``): the pipeline translated into one Dask graph,
-  a task per node or per linear chain of nodes, submitted at once;
+  a task per node or per linear chain of nodes;
+- ``TaskFeeder`` (``submit.py``): submits each task once the nodes whose
+  persisted outputs it loads have finished;
 - ``NodeTask``/``NodeChain`` (``worker.py``): what runs on a worker;
 - ``RunFollower``/``WorkerWatch`` (``follow.py``): the driver's side while the
   cluster runs the graph;
@@ -35,7 +37,7 @@ from kedro.io import MemoryDataset
 from kedro.runner import AbstractRunner
 
 from .cluster import DaskCluster
-from .compat import named_graph, store
+from .compat import store
 from .errors import DaskClusterError, DaskRunnerError
 from .follow import RunFollower, WorkerWatch
 from .graph import DaskGraph, Key, PipelineGraph, UnpicklableError
@@ -44,6 +46,7 @@ from .plugins import by_value, erred_on
 from .recording import RunRecorder, run_params_of
 from .run_record import quiet_kedro_viz_runner_warning
 from .services import NodeProgress, RunOptions, run_services
+from .submit import TaskFeeder
 from .versions import check_versions
 from .worker import NodeFailure, RunContext, picklable_node_hooks
 
@@ -241,7 +244,8 @@ def _follow(
     follower: RunFollower,
     watch: WorkerWatch,
 ) -> dict[str, Any]:
-    """Submit the graph, then hand each finished task's nodes to ``follower``.
+    """Feed the graph to the cluster, and hand each finished task's nodes to
+    ``follower``.
 
     Returns:
         The free in-memory outputs of the pipeline.
@@ -249,40 +253,36 @@ def _follow(
     nodes_of: dict[Key, list[Node]] = {}  # a chain's nodes share one task
     for node in pipeline.nodes:
         nodes_of.setdefault(dask_graph.node_keys[node], []).append(node)
-    output_keys = dask_graph.output_keys
-    wanted = set(output_keys.values())
-    keys = [*nodes_of, *sorted(wanted - nodes_of.keys())]
-    graph = named_graph(dask_graph.submittable(), dask_graph.token)
-    futures = client.get(graph, keys, sync=False)
-    kept = {f.key: f for f in futures if f.key in wanted}
-    pending = as_completed(futures[: len(nodes_of)], loop=client.loop)
-    del futures  # so each result is freed as soon as Dask no longer needs it
+    feeder = TaskFeeder(client, dask_graph)
+    pending = as_completed(feeder.start(), loop=client.loop)
     watch.on_lost(lambda: client.cancel(list(pending.futures), force=True))
     succeeded = False
     try:
-        for future in pending:
-            if future.status == "lost":  # its worker died: Dask computes it again
-                pending.add(future)
-                continue
-            task_nodes = nodes_of[future.key]
-            if future.status != "finished":
-                failed = future.exception() if future.status == "error" else None
-                follower.task_failed(task_nodes, failed and NodeFailure.node_of(failed))
-                raise _failure(client, future, task_nodes, watch, follower)
-            for node in task_nodes:
-                follower.node_done(node)
-            del future
-        values = client.gather([kept[key] for key in output_keys.values()])
+        for batch in pending.batches():
+            # Finished, or finished and lost since with its worker: it ran.
+            ran = [f.key for f in batch if f.status in {"finished", "lost"}]
+            for key in ran:
+                for node in nodes_of[key]:
+                    follower.node_done(node)
+            if failed := next((f for f in batch if f.key not in ran), None):
+                exc = failed.exception() if failed.status == "error" else None
+                task_nodes = nodes_of[failed.key]
+                follower.task_failed(task_nodes, exc and NodeFailure.node_of(exc))
+                raise _failure(client, failed, task_nodes, watch, follower)
+            del batch  # a finished task's result is released unless data
+            pending.update(feeder.finished(ran))
+        output_keys = dask_graph.output_keys
+        values = client.gather([feeder.kept[key] for key in output_keys.values()])
         succeeded = True
         return dict(zip(output_keys, values, strict=True))
     finally:
         # On failure or Ctrl-C, leave nothing of this run on the cluster. On
         # success every task has finished: the outputs' futures are released as
-        # they go out of scope, as ``client.get`` releases its own (a forced
-        # cancel of hundreds of finished keys costs the scheduler ~0.4 ms each).
+        # they go out of scope (a forced cancel of hundreds of finished keys
+        # costs the scheduler ~0.4 ms each).
         if not succeeded and client.status == "running":
             with suppress(OSError):  # the scheduler may go while we cancel
-                client.cancel([*pending.futures, *kept.values()], force=True)
+                client.cancel([*pending.futures, *feeder.held()], force=True)
 
 
 @contextmanager

@@ -6,7 +6,11 @@ them in turn. An in-memory dataset (a ``MemoryDataset`` or a name
 the catalog does not declare) is the result of the task that produces it, so Dask
 moves it from worker to worker and frees it once its last consumer has run. A
 persisted dataset produced in the run is written by its producer on a worker and
-read by its consumers on theirs: the graph only orders them.
+read by its consumers on theirs. That order is not a Dask dependency
+(``DaskGraph.after``): the driver submits a consumer once its producer has
+finished (``submit.TaskFeeder``), so no finished node's result is ever needed
+again, and Dask never runs a node whose outputs are all persisted a second time
+because the worker holding its (empty) result died.
 
 Each task's callable and arguments are pickled here into bytes that only the
 worker unpickles. The scheduler, which deserialises every graph it receives,
@@ -64,6 +68,8 @@ class DaskGraph:
         output_keys: The key of each free in-memory output of the pipeline.
         annotations: The Dask options of the tasks that have some.
         token: The run's token, unique per run, in every task key.
+        after: For each node task, the node tasks that save persisted data it
+            loads, which must have finished before it is submitted.
     """
 
     graph: dict[Key, Any]
@@ -71,21 +77,26 @@ class DaskGraph:
     output_keys: dict[str, Key]
     annotations: dict[Key, dict[str, Any]] = field(default_factory=dict)
     token: str = ""
+    after: dict[Key, tuple[Key, ...]] = field(default_factory=dict)
 
-    def submittable(self) -> Mapping[str, Any]:
-        """The graph in the form ``Client.get`` takes, with per-node Dask options.
+    def submittable(self, tasks: Mapping[Key, Any] | None = None) -> Mapping[str, Any]:
+        """``tasks`` (default: the whole graph) in the form ``Client.get`` takes,
+        with per-node Dask options.
 
         Nodes sharing the same options (``resources``, ``retries``, ...) form one
         layer of a ``HighLevelGraph`` annotated with them; without options the
         plain dict is returned.
         """
-        if not self.annotations:
-            return self.graph
+        tasks = self.graph if tasks is None else tasks
+        annotated = [key for key in tasks if key in self.annotations]
+        if not annotated:
+            return tasks
         from dask.highlevelgraph import HighLevelGraph, MaterializedLayer
 
         groups: dict[str, tuple[dict[Key, Any], dict[str, Any]]] = {}
-        plain = dict(self.graph)
-        for key, options in self.annotations.items():
+        plain = dict(tasks)
+        for key in annotated:
+            options = self.annotations[key]
             group = repr(sorted(options.items()))
             groups.setdefault(group, ({}, options))[0][key] = plain.pop(key)
         layers = {"kedro": MaterializedLayer(plain)}
@@ -183,6 +194,7 @@ class PipelineGraph:
                 if (options := options_of(chain[0]))
             },
             token=token,
+            after=builder.after,
         )
 
     def chains(
@@ -253,11 +265,10 @@ class _GraphBuilder:
 
     Keys come first: every node's task key (a chain's nodes share the key of its
     last node) and every in-memory dataset's data key. In-memory data is read
-    from its producer's result as ``TaskResult`` lays it out. A consumer of a
-    producer's persisted data only waits for a ``kedro-done`` key: ready once the
-    producer ran, it holds a bool, so no data moves to the consumer for it.
-    Groups of node tasks are named after functions, which cannot contain a
-    hyphen: no node key clashes with a ``kedro-input/output/done`` key.
+    from its producer's result as ``TaskResult`` lays it out. That a consumer of
+    a producer's persisted data comes after it is kept in ``after``, out of the
+    graph. Groups of node tasks are named after functions, which cannot contain
+    a hyphen: no node key clashes with a ``kedro-input/output`` key.
     """
 
     def __init__(self, plan: PipelineGraph, token: str, chains: list[list[Node]]):
@@ -266,6 +277,7 @@ class _GraphBuilder:
         self.graph: dict[Key, Any] = {}
         self.node_keys: dict[Node, Key] = {}
         self.data_keys: dict[str, Key] = {}
+        self.after: dict[Key, tuple[Key, ...]] = {}
         self._producer: dict[str, Node] = {}  # in-memory dataset -> its chain's tail
         self._tails: list[Node] = []
         for chain in chains:
@@ -313,27 +325,25 @@ class _GraphBuilder:
                 NodeChain([self._plan.payload(node) for node in chain], links)
             )
             arguments = steps
-        self.graph[self.node_keys[chain[0]]] = (
+        key = self.node_keys[chain[0]]
+        self.graph[key] = (
             apply,
             (pickle.loads, payload),
-            [(pickle.loads, context), arguments, self._waits_for(chain[0])],
+            [(pickle.loads, context), arguments],
         )
+        if after := self._after(chain[0]):
+            self.after[key] = after
 
-    def _waits_for(self, head: Node) -> list[Key]:
-        """Keys of the parents that hand ``head`` only persisted data."""
+    def _after(self, head: Node) -> tuple[Key, ...]:
+        """Task keys of the parents that hand ``head`` only persisted data."""
         producers = {self._producer.get(n) for n in self._plan.memory_inputs_of(head)}
         parents = self._plan.pipeline.node_dependencies[head]
-        return sorted(
-            self._finished(parent) for parent in parents if parent not in producers
+        return tuple(
+            sorted(
+                {self.node_keys[p] for p in parents if p not in producers}
+                - {self.node_keys[head]}
+            )
         )
-
-    def _finished(self, parent: Node) -> Key:
-        """A key ready once ``parent``'s task has run, holding no data of it."""
-        if not self._plan.memory_outputs_of(parent):
-            return self.node_keys[parent]  # its task returns None
-        done = (f"kedro-done-{self._token}", parent.name)
-        self.graph[done] = (operator.is_, self.node_keys[parent], None)
-        return done
 
 
 def _no_options(_node: Node) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import dask
 import pandas as pd
 import pytest
 from kedro.framework.hooks.manager import _NullPluginManager
@@ -154,3 +155,28 @@ def test_kedro_viz_hooks_stay_on_the_driver():
     manager.register(pipeline_run_hook)
 
     assert picklable_node_hooks(manager) == []
+
+
+def increment(value: int) -> int:
+    return value + 1
+
+
+def test_a_run_of_more_nodes_than_the_scheduler_s_event_log_keeps(
+    project, client_args, inspector
+):
+    """The scheduler keeps only the last ``low-level-log-length`` events of a topic
+    (1000 by default): every node of a longer run is still recorded."""
+    kept = inspector.run_on_scheduler(
+        dask.config.get, "distributed.admin.low-level-log-length"
+    )
+    nodes = kept + 5
+    pipeline = Pipeline(
+        [node(increment, f"d{i}", f"d{i + 1}", name=f"n{i}") for i in range(nodes)]
+    )
+    record = project / "reports" / "run.json"
+
+    DaskRunner(client_args=client_args, run_record=str(record), progress=False).run(
+        pipeline, DataCatalog({"d0": MemoryDataset(0)}), _NullPluginManager()
+    )
+
+    assert [n.node for n in read_run_record(record)] == [f"n{i}" for i in range(nodes)]

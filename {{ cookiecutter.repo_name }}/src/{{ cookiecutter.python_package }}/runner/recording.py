@@ -3,7 +3,8 @@ and a timeline.
 
 The workers measure each node (``run_record.RunMeter``: start, end, run time,
 status, error, datasets) and send the measurement to the driver as a Dask event
-when the node ends (``measured``). The driver collects them (``RunRecorder``) and,
+when the node ends (``measured``, through ``node_logs.send``). The driver collects
+them (``RunRecorder``) and,
 when the run ends, successful or not, writes:
 
 - the events file Kedro-Viz's Workflow view reads, as Kedro-Viz's own hook writes
@@ -17,7 +18,9 @@ The files are written by the driver: workers may not share its disk.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import queue
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -104,12 +107,15 @@ def measured(
 
 
 class RunRecorder:
-    """The driver's side: when the run ends, reads the nodes' measurements from
-    the scheduler's event log and writes the run's files.
+    """The driver's side: collects the nodes' measurements as they arrive and,
+    when the run ends, writes the run's files.
 
-    The event log, not a subscription: a worker sends a node's measurement before
-    the node's result or error, on the same stream, so when the driver learns
-    that the run ended, the scheduler holds every measurement of it.
+    A subscription to the run's topic, not the scheduler's event log at the end:
+    the log keeps only the last ``distributed.admin.low-level-log-length`` (1000)
+    events of a topic. A worker sends a node's measurement before the node's
+    result or error, on the same stream, and the scheduler passes both on in that
+    order: when the driver learns that the run ended, it holds every measurement
+    of it.
 
     Args:
         client: The run's client.
@@ -135,6 +141,9 @@ class RunRecorder:
         self._run_params = run_params
         self._record_path = record_path
         self._start = time.time()
+        self._arrived: queue.SimpleQueue[tuple[float, dict[str, Any]]] = (
+            queue.SimpleQueue()
+        )
 
     @staticmethod
     def wanted(run_params: Mapping[str, Any] | None, record_path: str | None) -> bool:
@@ -142,10 +151,16 @@ class RunRecorder:
         return bool(record_path) or viz_events_wanted(run_params)
 
     def __enter__(self) -> RunRecorder:
+        if self._topic is not None:
+            self._client.subscribe_topic(self._topic, self._arrived.put)
         return self
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        if self._topic is None or isinstance(exc, KeyboardInterrupt):
+        if self._topic is None:
+            return
+        with contextlib.suppress(Exception):  # e.g. the scheduler is gone
+            self._client.unsubscribe_topic(self._topic)
+        if isinstance(exc, KeyboardInterrupt):
             return
         try:
             self._write(exc)
@@ -173,7 +188,12 @@ class RunRecorder:
             logger.info("Run record: %s, timeline: %s", path, path.with_suffix(".html"))
 
     def _records(self) -> list[Any]:
-        messages = [message for _, message in self._client.get_events(self._topic)]
+        messages = []
+        while True:
+            try:
+                messages.append(self._arrived.get_nowait()[1])
+            except queue.Empty:
+                break
         nbytes: dict[str, int] = {}
         for message in messages:
             nbytes.update(message.get("output_nbytes") or {})

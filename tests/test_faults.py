@@ -778,6 +778,77 @@ def test_worker_killed_mid_run_the_run_completes(
     assert_same_outputs_exactly(slowsave_reference, project)
 
 
+@pytest.mark.parametrize("fuse", ["true", "false"], ids=["fused", "one-node-a-task"])
+def test_a_dead_worker_costs_no_finished_node_a_second_run(
+    rendered_project, tmp_path, fuse
+):
+    """SIGKILL every worker that ran a node of ``reruns`` once those nodes have
+    finished, while ``slow_node`` keeps ``join_node`` waiting: a node whose
+    outputs are all persisted (alone, or a chain handing data in memory) runs
+    once; ``mixed_node``, whose in-memory output went with its worker, runs
+    again, is named in the log, and its versioned dataset keeps one version."""
+    project = fault_project(rendered_project, tmp_path / "project")
+    marker = tmp_path / "runs.jsonl"
+    finished_first = {"persisted_node", "chain_tail_node", "mixed_node"}
+    with (
+        dask_cluster(project, n_workers=2) as cluster,
+        inspector(cluster.address) as client,
+        background_kedro(
+            project,
+            *("run", "--env", "dask", "--pipelines", "reruns"),
+            "--params",
+            f"reruns_sleep=10,reruns_marker={marker}",
+            *dask_run_args(cluster.address, f"fuse_chains={fuse}"),
+            log=tmp_path / "kedro.log",
+        ) as run,
+    ):
+
+        def ran() -> dict[str, list[int]]:
+            pids: dict[str, list[int]] = {}
+            for line in read_jsonl(marker) if marker.exists() else []:
+                pids.setdefault(line["node"], []).append(line["pid"])
+            return pids
+
+        # Their outputs are saved by the time the next node starts: wait for
+        # the files, and for the driver to have seen the tasks finish.
+        done = wait_until(
+            lambda: finished_first <= ran().keys()
+            and all(
+                f"Completed node: {name}" in run.output() for name in finished_first
+            ),
+            60,
+        )
+        assert done, f"{ran()}\n{tail(run.output())}"
+        assert run.running(), tail(run.output())
+        pids = {pid for name in finished_first for pid in ran()[name]}
+        workers = client.run(os.getpid)
+        victims = [
+            _worker_process(client, address, cluster.workers)
+            for address, pid in workers.items()
+            if pid in pids
+        ]
+        for victim in victims:
+            victim.kill()
+            victim.wait(10)
+        result = run.wait(timeout=120)
+    assert result.returncode == 0, result.describe()
+    runs = {name: len(found) for name, found in ran().items()}
+    assert runs["persisted_node"] == 1, runs
+    assert runs["chain_head_node"] == runs["chain_tail_node"] == 1, runs
+    assert runs["join_node"] == 1, runs
+    # The mixed node ran again for its in-memory output, and said so...
+    assert runs["mixed_node"] == 2, runs
+    warning = next(
+        (line for line in result.output.splitlines() if "left holding" in line), ""
+    )
+    assert "'mixed_node'" in warning, result.describe()
+    # ...but saved its versioned dataset once.
+    versions = list((project / "data/07_model_output/reruns_versioned.csv").iterdir())
+    assert len(versions) == 1, versions
+    joined = pd.read_csv(project / "data/08_reporting/reruns_joined.csv")
+    assert joined.iloc[0]["mixed"] == joined.iloc[0]["persisted"], joined
+
+
 def test_no_worker_ever_joined_is_a_clear_bounded_error(faults_project):
     # A real scheduler that no worker ever joins.
     with start_cluster({}, worker_env=base_env()) as scheduler:

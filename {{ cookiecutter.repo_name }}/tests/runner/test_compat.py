@@ -19,6 +19,7 @@ from {{ cookiecutter.python_package }}.runner.compat import (
     hold,
     memory_copy_mode,
     named_graph,
+    scheduler_events,
     store,
 )
 
@@ -107,3 +108,17 @@ def test_the_graph_is_named_by_the_run_token_not_tokenized():
 
     assert expression.deterministic_token == "abc"
     assert expression.__dask_keys__() == [("noop-abc", "x")]
+
+
+def _read_events(topic: str) -> list:
+    return [message for _, message in scheduler_events(topic)]
+
+
+def test_a_task_reads_the_scheduler_s_events_of_a_topic(inspector):
+    """What ``worker.Reruns`` relies on: a task on a worker reads a topic's
+    events through its worker's connection to the scheduler."""
+    inspector.log_event("kedro-compat-test", "noted")
+    future = inspector.submit(_read_events, "kedro-compat-test", pure=False)
+    assert future.result() == ["noted"]
+    with pytest.raises(ValueError):  # not on a worker
+        scheduler_events("kedro-compat-test")

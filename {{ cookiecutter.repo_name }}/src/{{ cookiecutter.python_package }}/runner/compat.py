@@ -92,3 +92,18 @@ def named_graph(graph: Any, name: str) -> Any:
     if isinstance(graph, dict):
         return LLGExpr(graph, _determ_token=name)
     return graph
+
+
+def scheduler_events(topic: str) -> tuple[tuple[float, Any], ...]:
+    """The events of ``topic`` on the scheduler, asked from a task on a worker
+    through the worker's own connection: ``get_client()`` would start a client
+    in the worker (a new connection, ~0.1 s) for one call.
+
+    Raises:
+        ValueError: Not called on a worker.
+    """
+    from distributed import get_worker
+    from distributed.utils import sync
+
+    worker = get_worker()
+    return sync(worker.loop, worker.scheduler.events, topic=topic)

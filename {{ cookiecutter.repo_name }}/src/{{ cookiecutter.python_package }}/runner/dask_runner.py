@@ -163,7 +163,7 @@ class DaskRunner(AbstractRunner):
         dask_graph = graph.to_dask(
             token,
             _pickled_run_context(
-                hook_manager, run_id, self._is_async, logs, record_topic
+                hook_manager, run_id, self._is_async, logs, record_topic, token
             ),
             _pickled_inputs(catalog, graph.memory_inputs),
             node_options=self._options.annotations,
@@ -229,9 +229,16 @@ class DaskRunner(AbstractRunner):
                 self._logger,
                 lambda done: self._suggest_resume_scenario(pipeline, done, catalog),
             )
+            nodes_of: dict[Key, list[str]] = {}
+            for node in pipeline.nodes:
+                nodes_of.setdefault(dask_graph.node_keys[node], []).append(node.name)
             watch = stack.enter_context(
                 WorkerWatch(
-                    client, self._cluster.worker_wait, dask_graph.token, progress
+                    client,
+                    self._cluster.worker_wait,
+                    dask_graph.token,
+                    progress,
+                    nodes_of,
                 )
             )
             return _follow(client, pipeline, dask_graph, follower, watch)
@@ -418,6 +425,7 @@ def _pickled_run_context(
     is_async: bool,
     logs: LogSettings | None,
     record_topic: str | None,
+    token: str,
 ) -> bytes:
     """Pack what every node of the run needs, leaving out hooks that can't travel."""
     plugins = []
@@ -439,6 +447,7 @@ def _pickled_run_context(
         hook_plugins=cloudpickle.dumps(plugins),
         logs=logs,
         record_topic=record_topic,
+        rerun_topic=f"kedro-reruns-{token}",
     )
     return cloudpickle.dumps(context)
 

@@ -4,7 +4,8 @@
 lines and "Completed node" lines, ``confirm`` and ``release`` on the driver's
 catalog, the progress display and, on failure, Kedro's resume hint.
 ``WorkerWatch`` is a separate job: it ends a run whose workers are all gone,
-rather than let it wait for ever.
+rather than let it wait for ever, and says which nodes Dask runs again because
+a worker left holding their in-memory outputs.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from itertools import chain
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
 
     from .node_logs import NodeLogs
     from .services import NodeProgress
+
+logger = logging.getLogger(__name__)
 
 
 class RunFollower:
@@ -113,19 +116,32 @@ class WorkerWatch:
 
     A thread asks the scheduler what its workers are processing; when no worker
     has been there for ``worker_wait`` seconds, it records why and calls back to
-    cancel the run. It also tells ``progress`` how many nodes are running.
+    cancel the run. It also tells ``progress`` how many nodes are running, and
+    logs the nodes whose in-memory outputs a leaving worker took with it: Dask
+    runs those again where the outputs are still needed (the scheduler's
+    ``remove-worker`` event on its ``all`` topic names the lost keys).
+
+    Args:
+        client: The run's client.
+        worker_wait: Seconds without any worker before the run fails.
+        token: The run's token, in its task keys.
+        progress: The progress display.
+        nodes_of: The names of the nodes each task key runs.
+        interval: Seconds between two looks at the scheduler.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913
         self,
         client: Client,
         worker_wait: float,
         token: str,
         progress: NodeProgress,
+        nodes_of: Mapping[Any, Sequence[str]],
         interval: float = 1.0,
     ):
         self._client = client
         self._token = token
+        self._nodes_of = nodes_of
         self.progress = progress
         self._worker_wait = worker_wait
         self._interval = interval
@@ -140,12 +156,33 @@ class WorkerWatch:
         self._cancel = cancel
 
     def __enter__(self) -> WorkerWatch:
+        self._client.subscribe_topic("all", self._on_cluster_event)
         self._thread.start()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self._stop.set()
         self._thread.join()
+        if self._client.status == "running":
+            self._client.unsubscribe_topic("all")
+
+    def _on_cluster_event(self, event: tuple[float, Any]) -> None:
+        _, message = event
+        if not isinstance(message, dict) or message.get("action") != "remove-worker":
+            return
+        lost = sorted(
+            name
+            for key in message.get("lost-computed-tasks") or ()
+            for name in self._nodes_of.get(key, ())
+        )
+        if lost:
+            logger.warning(
+                "Dask worker %s left holding the in-memory outputs of node(s) %s: "
+                "Dask runs them again where those outputs are still needed; "
+                "their persisted outputs are kept.",
+                message.get("worker", "?"),
+                ", ".join(repr(name) for name in lost),
+            )
 
     def _watch(self) -> None:
         since = None

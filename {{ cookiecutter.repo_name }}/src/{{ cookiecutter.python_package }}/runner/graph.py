@@ -322,7 +322,12 @@ class _GraphBuilder:
             payload, arguments = self._plan.payload(chain[0]), steps[0]
         else:
             payload = cloudpickle.dumps(
-                NodeChain([self._plan.payload(node) for node in chain], links)
+                NodeChain(
+                    [self._plan.payload(node) for node in chain],
+                    links,
+                    name=chain[-1].name,
+                    checks_reruns=self._checks_reruns(chain),
+                )
             )
             arguments = steps
         key = self.node_keys[chain[0]]
@@ -333,6 +338,14 @@ class _GraphBuilder:
         )
         if after := self._after(chain[0]):
             self.after[key] = after
+
+    def _checks_reruns(self, chain: list[Node]) -> bool:
+        """Whether the chain's task saves persisted data and returns in-memory
+        data, which Dask may compute again (``worker.Reruns``)."""
+        memory_outputs = self._plan.memory_outputs_of
+        return bool(memory_outputs(chain[-1])) and any(
+            set(node.outputs) - set(memory_outputs(node)) for node in chain
+        )
 
     def _after(self, head: Node) -> tuple[Key, ...]:
         """Task keys of the parents that hand ``head`` only persisted data."""

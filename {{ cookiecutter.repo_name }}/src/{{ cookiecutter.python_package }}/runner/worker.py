@@ -26,7 +26,13 @@ from dask.sizeof import sizeof
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner.task import Task
 
-from .compat import add_validator_specs, copy_mode_of, create_hook_manager, hold
+from .compat import (
+    add_validator_specs,
+    copy_mode_of,
+    create_hook_manager,
+    hold,
+    scheduler_events,
+)
 from .node_logs import LogSettings, collect
 from .recording import measured
 from .run_record import RunMeter
@@ -108,6 +114,9 @@ class RunContext:
             when ``None``, to the worker's own logging.
         record_topic: The Dask event topic nodes' measurements go to (see
             ``recording``), or ``None`` when the run records nothing.
+        rerun_topic: The Dask event topic where a task that saves persisted
+            data and hands on in-memory data notes that it finished (see
+            ``Reruns``); ``None``: no task checks.
     """
 
     def __init__(
@@ -118,9 +127,11 @@ class RunContext:
         hook_plugins: bytes,
         logs: LogSettings | None = None,
         record_topic: str | None = None,
+        rerun_topic: str | None = None,
     ):
         self.run_id = run_id
         self.record_topic = record_topic
+        self.rerun_topic = rerun_topic
         self.is_async = is_async
         self.package_name = package_name
         self._hook_plugins = hook_plugins
@@ -235,6 +246,53 @@ def _prototype(copy_mode: str) -> MemoryDataset:
     return MemoryDataset(copy_mode=copy_mode)  # type: ignore[arg-type]
 
 
+class Reruns:
+    """Keeps a task Dask runs a second time from saving its persisted data again.
+
+    Dask runs a finished task again when the worker holding its in-memory result
+    dies before every consumer took it. A node that also saved persisted data
+    then saves it a second time: a second version of a versioned dataset, or
+    (with Kedro's fixed save version of a run) an error. Such a task notes in a
+    Dask event topic of the run that it finished; run again, it finds the note
+    and leaves its persisted outputs as its first run saved them. Only these
+    tasks ask (one call to the scheduler); the others never run twice
+    (``submit.TaskFeeder``) or save nothing.
+    """
+
+    @staticmethod
+    def ran_before(context: RunContext, name: str) -> bool:
+        """Whether the task named ``name`` (its last node) finished in this run."""
+        if context.rerun_topic is None:
+            return False
+        try:
+            events = scheduler_events(context.rerun_topic)
+        except ValueError:  # not on a worker, e.g. in a unit test
+            return False
+        return any(message == name for _, message in events)
+
+    @staticmethod
+    def note_finished(context: RunContext, name: str) -> None:
+        if context.rerun_topic is None:
+            return
+        from distributed import get_worker
+
+        try:
+            get_worker().log_event(context.rerun_topic, name)
+        except ValueError:  # not on a worker
+            pass
+
+    @staticmethod
+    def warn(name: str, outputs: Sequence[str]) -> None:
+        logger.warning(
+            "Node '%s' runs again on Dask worker %s for its in-memory outputs, "
+            "lost with a worker; its persisted outputs (%s), saved by its first "
+            "run, are kept as they are.",
+            name,
+            _worker_address(),
+            ", ".join(outputs),
+        )
+
+
 class NodeTask:
     """Runs one node on a worker and returns its in-memory outputs.
 
@@ -262,23 +320,32 @@ class NodeTask:
         self.memory_outputs = tuple(memory_outputs)
         self.result = TaskResult(self.memory_outputs)
         self.validator_specs = dict(validator_specs or {})
+        self.persisted_outputs = tuple(
+            name for name in node.outputs if name not in self.memory_outputs
+        )
 
     def __call__(
-        self, context: RunContext, inputs: Sequence[Any], _after: Sequence[Any] = ()
+        self, context: RunContext, inputs: Sequence[Any], rerun: bool | None = None
     ) -> Any:
         """Run the node.
 
         Args:
             context: The run's shared context.
             inputs: Values of ``memory_inputs``, in order.
-            _after: Results of upstream nodes this node must wait for because
-                they save a persisted dataset it loads; their values are unused.
+            rerun: Whether the task already finished once in this run (then the
+                persisted outputs are not saved again); ``None``: find out, for
+                a node that saves persisted data and hands on in-memory data.
 
         Returns:
             The in-memory outputs, packed as ``TaskResult`` says.
         """
-        catalog = self._catalog(inputs)
         name = self.node.name
+        checks = rerun is None and bool(self.memory_outputs and self.persisted_outputs)
+        if checks:
+            rerun = Reruns.ran_before(context, name)
+        if rerun and self.persisted_outputs:
+            Reruns.warn(name, self.persisted_outputs)
+        catalog = self._catalog(inputs, keep_persisted=bool(rerun))
         try:
             with (
                 collect(context.logs, name),
@@ -297,13 +364,20 @@ class NodeTask:
         except Exception as exc:
             NodeFailure.note(exc, name)
             raise
+        if checks and not rerun:
+            Reruns.note_finished(context, name)
         return self.result.pack(outputs)
 
-    def _catalog(self, inputs: Sequence[Any]) -> _NodeCatalog:
+    def _catalog(
+        self, inputs: Sequence[Any], keep_persisted: bool = False
+    ) -> _NodeCatalog:
+        """The node's catalog; with ``keep_persisted``, its persisted outputs go
+        to throw-away ``MemoryDataset`` s instead of their datasets."""
         datasets: dict[str, AbstractDataset] = dict(self.datasets)
         for (name, copy_mode), value in zip(self.memory_inputs, inputs, strict=True):
             datasets[name] = received_dataset(value, copy_mode)
-        for name in self.memory_outputs:
+        discarded = self.persisted_outputs if keep_persisted else ()
+        for name in (*self.memory_outputs, *discarded):
             datasets[name] = _memory_dataset("assign")
         catalog = _NodeCatalog(datasets=datasets)
         if self.validator_specs:
@@ -319,28 +393,34 @@ class NodeChain:
         steps: Each node's pickled ``NodeTask``, in running order.
         links: For each step, the position among its ``memory_inputs`` of the
             value the previous step returns, or ``None`` when it takes none.
+        name: The chain's last node, which names it (see ``Reruns``).
+        checks_reruns: Whether the chain saves persisted data and hands on
+            in-memory data, so must not save again if Dask runs it twice.
     """
 
-    def __init__(self, steps: Sequence[bytes], links: Sequence[int | None]):
+    def __init__(
+        self,
+        steps: Sequence[bytes],
+        links: Sequence[int | None],
+        name: str = "",
+        checks_reruns: bool = False,
+    ):
         self.steps = tuple(steps)
         self.links = tuple(links)
+        self.name = name
+        self.checks_reruns = checks_reruns
 
-    def __call__(
-        self,
-        context: RunContext,
-        inputs: Sequence[Sequence[Any]],
-        _after: Sequence[Any] = (),
-    ) -> Any:
+    def __call__(self, context: RunContext, inputs: Sequence[Sequence[Any]]) -> Any:
         """Run the chain.
 
         Args:
             context: The run's shared context.
             inputs: For each step, the values of its other in-memory inputs.
-            _after: As for ``NodeTask``, for the first step.
 
         Returns:
             What the last node's ``NodeTask`` returns.
         """
+        rerun = self.checks_reruns and Reruns.ran_before(context, self.name)
         handed = None
         for step, link, values in zip(self.steps, self.links, inputs, strict=True):
             arguments = list(values)
@@ -349,7 +429,9 @@ class NodeChain:
             handed = None  # only ``arguments`` holds it: freed after the step
             # A failing node's exception names it (``NodeFailure``): the driver
             # confirms and reports the nodes before it.
-            handed = pickle.loads(step)(context, arguments)
+            handed = pickle.loads(step)(context, arguments, rerun)
+        if self.checks_reruns and not rerun:
+            Reruns.note_finished(context, self.name)
         return handed
 
 

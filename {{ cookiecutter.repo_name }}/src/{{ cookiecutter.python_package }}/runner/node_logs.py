@@ -25,7 +25,7 @@ import logging
 import queue
 import threading
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 _SIMPLE = (str, int, float, bool, type(None))
 # Attributes of a record that Kedro's RichHandler reads, beyond the standard ones.
 _EXTRAS = ("rich_format", "markup")
+logger = logging.getLogger(__name__)
+
 # Marks the collector handler whichever copy of this module installed it.
 _MARK = "kedro_dask_node_logs"
 # The name of a worker's ``_Outbox`` among its plugins.
@@ -196,14 +198,18 @@ class _Outbox(WorkerPlugin):
             self.flush()
 
     def teardown(self, worker: Worker) -> None:
-        self.flush()
+        with suppress(Exception):  # the worker is closing: its stream may be gone
+            self.flush()
 
     def flush(self) -> None:
         """On the event loop: hand the waiting messages to the scheduler's stream."""
         with self._lock:
             messages, self._messages = self._messages, []
         for topic, message in messages:
-            self._worker.log_event(topic, message)
+            try:
+                self._worker.log_event(topic, message)
+            except Exception:  # noqa: BLE001 - the others still go
+                logger.warning("Could not send a node's message", exc_info=True)
 
 
 def _as_dict(record: logging.LogRecord) -> dict[str, Any]:

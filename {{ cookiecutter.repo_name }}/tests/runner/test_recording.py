@@ -180,3 +180,17 @@ def test_a_run_of_more_nodes_than_the_scheduler_s_event_log_keeps(
     )
 
     assert [n.node for n in read_run_record(record)] == [f"n{i}" for i in range(nodes)]
+
+
+def test_recording_does_not_need_forwarded_logs(project, client_args):
+    """Measurements travel on their own topic: with ``forward_logs: false`` the
+    run is still in Kedro-Viz's file and in the record."""
+    record = project / "reports" / "run.json"
+
+    DaskRunner(client_args=client_args, forward_logs=False, run_record=str(record)).run(
+        _pipeline(), _catalog(project), _hooks()
+    )
+
+    assert [n.node for n in read_run_record(record)] == ["double_node", "last_node"]
+    assert set(_run_status(project).values()) == {"success"}
+    assert len(_run_status(project)) == 3

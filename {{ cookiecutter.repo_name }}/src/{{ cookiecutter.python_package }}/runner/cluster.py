@@ -9,11 +9,16 @@ nothing about Kedro pipelines: submitting work is the runner's job.
 from __future__ import annotations
 
 import asyncio
+import atexit
+import enum
+import importlib.util
 import inspect
 import json
 import logging
 import os
 import sys
+import threading
+import weakref
 from collections.abc import Iterator, Mapping
 from contextlib import (
     AbstractContextManager,
@@ -27,6 +32,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import dask.config
+import tornado.web
 from distributed import Client, LocalCluster, Nanny, Security
 from kedro.utils import load_obj
 
@@ -46,6 +52,15 @@ DEFAULT_WORKER_WAIT = 60
 INTERRUPTED_CLOSE_TIMEOUT = 1.0
 """Seconds the client and the workers of a LocalCluster started by the runner get
 to close after Ctrl-C; a worker process still busy with a node is then killed."""
+
+DONE_CLOSE_TIMEOUT = 0.05
+"""Seconds the idle workers of a LocalCluster started by the runner get to close
+once a run has succeeded, before their processes are killed: what a worker does
+as it closes gracefully (about 0.3 s) has nothing left to save then."""
+
+ABANDON_WAIT = 10.0
+"""Seconds a LocalCluster started early but never used (``start_early``) may
+still take to start before it is closed."""
 
 # Options that describe how to reach a scheduler, or how the client behaves.
 _CLIENT_OPTIONS = frozenset(
@@ -269,6 +284,114 @@ class Connection(NamedTuple):
     workers_are_local: bool
 
 
+class _Source(enum.Enum):
+    """Where the cluster of a run comes from (see ``DaskCluster``)."""
+
+    CLUSTER = "a cluster class"
+    ADDRESS = "a scheduler address"
+    LOCAL = "a LocalCluster started here"
+    CURRENT = "the current client"
+    CONFIG = "the Dask config's scheduler-address"
+
+
+def _source(args: Mapping[str, Any]) -> _Source:
+    """Where the cluster of ``args`` comes from, in ``DaskCluster``'s order."""
+    if _CLUSTER_OPTION in args:
+        return _Source.CLUSTER
+    if args.get("address") or args.get("scheduler_file"):
+        return _Source.ADDRESS
+    if args.keys() - {"timeout", "name"}:
+        return _Source.LOCAL
+    if _current_client() is not None:
+        return _Source.CURRENT
+    if dask.config.get("scheduler-address", None):
+        return _Source.CONFIG
+    return _Source.LOCAL
+
+
+class _Starting:
+    """A LocalCluster started with the runner's defaults (loopback only, private
+    TLS, worker processes set up by ``worker_setup``, the dashboard imported when
+    first asked for), in the calling thread or, ``background``, in a thread of its
+    own (``DaskCluster.start_early``).
+
+    ``cluster()`` waits for it and hands it over; ``abandon()`` closes it, once
+    started, when nobody will use it. Exactly one of the two owns it.
+    """
+
+    def __init__(self, options: Mapping[str, Any], background: bool):
+        self._options = dict(options)
+        self._stack = ExitStack()  # how its worker processes start, while it lives
+        self._cluster: LocalCluster | None = None
+        self._error: BaseException | None = None
+        self._done = threading.Event()
+        self._lock = threading.Lock()
+        self._abandoned = False
+        if background:
+            threading.Thread(
+                target=self._start, name="kedro-dask-cluster-start", daemon=True
+            ).start()
+        else:
+            self._start()
+
+    def _start(self) -> None:
+        try:
+            options = _local_worker_processes(
+                _private_tls(_loopback_only(self._options))
+            )
+            options, dashboard_prefix = _dashboard_on_request(options)
+            self._stack.enter_context(_worker_processes(options))
+            self._cluster = LocalCluster(**options)
+            if dashboard_prefix is not None:
+                _serve_dashboard_on_request(self._cluster, dashboard_prefix)
+        except BaseException as exc:  # raised where the cluster is asked for
+            self._error = exc
+        with self._lock:
+            self._done.set()
+            abandoned = self._abandoned
+        if abandoned:
+            self._close_unused()
+
+    @contextmanager
+    def cluster(self) -> Iterator[LocalCluster]:
+        """The started cluster (waiting for it); restores, at the end, how worker
+        processes start. Closing the cluster is the caller's."""
+        try:
+            self._done.wait()
+        except KeyboardInterrupt:
+            self.abandon()
+            raise
+        try:
+            if self._error is not None:
+                raise self._error
+            assert self._cluster is not None
+            yield self._cluster
+        finally:
+            self._stack.close()
+
+    def abandon(self) -> None:
+        """Close the cluster, once started, nobody having used it."""
+        with suppress(KeyboardInterrupt):
+            self._done.wait(ABANDON_WAIT)
+        with self._lock:
+            if self._abandoned:
+                return
+            self._abandoned = True
+            done = self._done.is_set()
+        if done:
+            self._close_unused()
+
+    def _close_unused(self) -> None:
+        try:
+            if self._cluster is not None:
+                with suppress(Exception):
+                    _stop_local_workers(None, self._cluster, DONE_CLOSE_TIMEOUT)
+                with suppress(Exception):
+                    self._cluster.close()
+        finally:
+            self._stack.close()
+
+
 class DaskCluster:
     """Provides the ``distributed.Client`` of one run and owns what it opened.
 
@@ -302,6 +425,8 @@ class DaskCluster:
 
     def __init__(self, client_args: Mapping[str, Any] | None = None):
         self._args = validate_client_args(client_args)
+        self._starting: _Starting | None = None
+        self._abandon: weakref.finalize | None = None
 
     @property
     def worker_wait(self) -> float:
@@ -313,30 +438,74 @@ class DaskCluster:
         """Whether plaintext to a scheduler beyond loopback is allowed."""
         return self._args.get("allow_insecure") is True
 
+    def start_early(self) -> None:
+        """Start now, in a thread of its own, the LocalCluster that ``connect``
+        would start, so that it starts while Kedro loads the project; ``connect``
+        then waits for it. Nothing happens when the cluster comes from anywhere
+        else (an address, a ``cluster`` class, the current client, the Dask
+        config), or when it is starting already.
+
+        A cluster started early and never connected to is closed when this
+        object is garbage-collected or the process exits.
+        """
+        if self._starting is not None:
+            return
+        args = self._connect_args()
+        if _source(args) is not _Source.LOCAL:
+            return
+        args.pop("timeout")
+        starting = _Starting(args, background=True)
+        self._starting = starting
+        # Closed if never connected to: when this object goes, or at exit, before
+        # Dask's own clean-up of its clusters at exit.
+        self._abandon = weakref.finalize(self, starting.abandon)
+        self._abandon.atexit = False
+        atexit.register(starting.abandon)
+
+    def _connect_args(self) -> dict[str, Any]:
+        args = {k: v for k, v in self._args.items() if k not in _RUN_OPTIONS}
+        args.setdefault("timeout", DEFAULT_CONNECT_TIMEOUT)
+        return args
+
     @contextmanager
     def connect(self) -> Iterator[Connection]:
         """Yield a connected client; close what was opened here on exit."""
-        args = {k: v for k, v in self._args.items() if k not in _RUN_OPTIONS}
-        args.setdefault("timeout", DEFAULT_CONNECT_TIMEOUT)
-        with self._client(args) as connection:
+        starting, self._starting = self._starting, None
+        if starting is not None:
+            atexit.unregister(starting.abandon)
+        if self._abandon is not None:
+            self._abandon.detach()
+            self._abandon = None
+        try:
+            context = self._client(self._connect_args(), starting)
+        except BaseException:
+            if starting is not None:
+                starting.abandon()
+            raise
+        with context as connection:
             yield connection
 
-    def _client(self, args: dict[str, Any]) -> AbstractContextManager[Connection]:
-        """Where the cluster comes from (see the class docstring)."""
-        if _CLUSTER_OPTION in args:
+    def _client(
+        self, args: dict[str, Any], starting: _Starting | None = None
+    ) -> AbstractContextManager[Connection]:
+        """Where the cluster comes from (see the class docstring); ``starting``:
+        the LocalCluster ``start_early`` started, if any."""
+        source = _source(args)
+        if starting is not None and source is not _Source.LOCAL:
+            starting.abandon()  # e.g. a client made since: that one is used
+            starting = None
+        if source is _Source.CLUSTER:
             return self._any_cluster(**args)
-        if args.get("address") or args.get("scheduler_file"):
+        if source is _Source.ADDRESS:
             return self._connect(args)
-        if args.keys() - {"timeout", "name"}:
-            return self._local_cluster(args)
-        current = _current_client()
-        if current is not None:
+        if source is _Source.LOCAL:
+            return self._local_cluster(args, starting)
+        if source is _Source.CURRENT:
+            current = _current_client()
             logger.info("Using the current Dask client of this process: %s", current)
             return nullcontext(Connection(current, workers_are_local=False))
         address = dask.config.get("scheduler-address", None)
-        if address:
-            return self._connect({**args, "address": address})
-        return self._local_cluster(args)
+        return self._connect({**args, "address": address})
 
     def _check_address(self, address: str, security: Any = None) -> None:
         """Decide, before anything connects to ``address``, whether to: plaintext
@@ -393,13 +562,17 @@ class DaskCluster:
                 yield c
 
     @contextmanager
-    def _local_cluster(self, options: dict[str, Any]) -> Iterator[Connection]:
+    def _local_cluster(
+        self, options: dict[str, Any], starting: _Starting | None
+    ) -> Iterator[Connection]:
         client_kwargs = {"timeout": options.pop("timeout")}
-        options = _local_worker_processes(_private_tls(_loopback_only(options)))
-        with _worker_processes(options):
-            cluster = LocalCluster(**options)
-            with self._own(cluster, None, client_kwargs) as client:
-                yield client
+        if starting is None:
+            starting = _Starting(options, background=False)
+        with (
+            starting.cluster() as cluster,
+            self._own(cluster, None, client_kwargs) as client,
+        ):
+            yield client
 
     @contextmanager
     def _own(
@@ -430,6 +603,9 @@ class DaskCluster:
             except KeyboardInterrupt:
                 _close_interrupted(client, cluster)
                 raise
+            else:
+                # Nothing left to run: the workers need not close gracefully.
+                _stop_local_workers(client, cluster, DONE_CLOSE_TIMEOUT)
             finally:
                 client.close()
         finally:
@@ -476,6 +652,72 @@ def _local_worker_processes(options: dict[str, Any]) -> dict[str, Any]:
     preload = options.get("preload") or []
     preload = [preload] if isinstance(preload, str) else list(preload)
     return {**options, "preload": [*preload, _WORKER_PRELOAD]}
+
+
+def _dashboard_on_request(options: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+    """LocalCluster options whose scheduler serves its dashboard's address from
+    the start but imports the dashboard itself (bokeh, about 0.5 s of the start)
+    only when first asked for (``_serve_dashboard_on_request``); and the
+    dashboard's HTTP prefix, or ``None`` to leave the dashboard to Dask (none
+    asked for, ``scheduler_kwargs.dashboard`` given, or no bokeh)."""
+    if options.get("dashboard_address") is None:
+        return options, None
+    scheduler_kwargs = dict(options.get("scheduler_kwargs") or {})
+    if "dashboard" in scheduler_kwargs or importlib.util.find_spec("bokeh") is None:
+        return options, None
+    scheduler_kwargs["dashboard"] = False
+    prefix = scheduler_kwargs.get("http_prefix", "/")
+    return {**options, "scheduler_kwargs": scheduler_kwargs}, prefix
+
+
+class _DashboardOnRequest(tornado.web.Application):
+    """Installs Dask's scheduler dashboard on the scheduler's HTTP server when a
+    request first reaches it; then routes nothing itself: the dashboard, installed
+    after it, serves the request."""
+
+    def __init__(self, scheduler: Any, prefix: str):
+        super().__init__()
+        self._scheduler = scheduler
+        self._prefix = prefix
+        self._installed = False
+
+    def find_handler(self, request: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        if not self._installed:
+            self._installed = True
+            _install_dashboard(self._scheduler, self._prefix)
+
+
+def _install_dashboard(scheduler: Any, prefix: str) -> None:
+    """What Dask's scheduler does at its start when it has a dashboard."""
+    try:
+        import distributed.dashboard.scheduler as dashboard
+    except ImportError:  # a bokeh Dask cannot use: Dask's note that it is missing
+        from distributed.http.utils import get_handlers
+
+        missing = ["distributed.http.scheduler.missing_bokeh"]
+        scheduler.http_application.add_handlers(
+            r".*", get_handlers(server=scheduler, modules=missing, prefix=prefix)
+        )
+        return
+    dashboard.connect(
+        scheduler.http_application, scheduler.http_server, scheduler, prefix=prefix
+    )
+
+
+async def _install_dashboard_now(scheduler: Any, prefix: str) -> None:
+    _install_dashboard(scheduler, prefix)
+
+
+def _serve_dashboard_on_request(cluster: LocalCluster, prefix: str) -> None:
+    """The dashboard of ``cluster``, started without one, installed when first
+    asked for; at once if this Dask's scheduler is not as expected."""
+    scheduler = cluster.scheduler
+    try:
+        scheduler.http_application.add_application(
+            _DashboardOnRequest(scheduler, prefix)
+        )
+    except AttributeError:
+        cluster.sync(_install_dashboard_now, scheduler, prefix)
 
 
 @contextmanager
@@ -545,20 +787,36 @@ def _close_interrupted(client: Client, cluster: Any) -> None:
     finish the node it runs (Dask cannot interrupt a running thread) before
     killing it; here it waits less than ``INTERRUPTED_CLOSE_TIMEOUT``.
     """
-    timeout = INTERRUPTED_CLOSE_TIMEOUT
-    with suppress(Exception):
-        client.close(timeout=timeout)
+    if isinstance(cluster, LocalCluster):
+        logger.info(
+            "Interrupted: stopping the %d Dask workers of the run",
+            len(cluster.workers),
+        )
+    _stop_local_workers(client, cluster, INTERRUPTED_CLOSE_TIMEOUT)
+
+
+def _stop_local_workers(client: Client | None, cluster: Any, timeout: float) -> None:
+    """Close ``client``, then stop a LocalCluster's workers within about
+    ``timeout`` s, killing a worker process still there, quietly: what Dask
+    logs as it kills them is dropped."""
+    if client is not None:
+        with suppress(Exception):
+            client.close(timeout=max(timeout, INTERRUPTED_CLOSE_TIMEOUT))
     if not isinstance(cluster, LocalCluster):
         return  # e.g. batch jobs: their own close cancels them
     workers = list(cluster.workers.values())
-    logger.info("Interrupted: stopping the %d Dask workers of the run", len(workers))
     quiet = worker_setup.DropMessages(_CLOSING_NOISE)
     loggers = [logging.getLogger(name) for name in _CLOSING_LOGGERS]
     for closing_logger in loggers:
         closing_logger.addFilter(quiet)
     try:
         with suppress(Exception):
-            cluster.sync(_stop_workers, workers, timeout, callback_timeout=3 * timeout)
+            cluster.sync(
+                _stop_workers,
+                workers,
+                timeout,
+                callback_timeout=3 * max(timeout, INTERRUPTED_CLOSE_TIMEOUT),
+            )
     finally:
         for closing_logger in loggers:
             closing_logger.removeFilter(quiet)

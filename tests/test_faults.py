@@ -904,6 +904,46 @@ def test_all_workers_killed_mid_run_is_a_clear_bounded_error(
     assert took < 30, f"{took:.1f} s\n{result.describe()}"
 
 
+def test_the_only_worker_a_node_can_use_leaves_mid_run(rendered_project, tmp_path):
+    """``combine_node`` asks for a GPU, which only worker ``gpu1`` offers; its
+    nanny and worker are SIGKILLed (none comes back) while the slow node runs
+    on ``cpu1``: once ``combine_node`` is ready no worker can take it, and the
+    run fails within ``worker_wait`` and change, naming the node and the
+    resource, instead of waiting for ever."""
+    project = fault_project(rendered_project, tmp_path / "project")
+    marker = tmp_path / "slow.jsonl"
+    with start_cluster(
+        {"cpu1": None, "gpu1": "GPU=1"},
+        worker_env=base_env(project),
+        worker_cwd=project,
+    ) as cluster:
+        env = project / "conf" / "gpu_leaves"
+        env.mkdir(parents=True)
+        (env / "parameters.yml").write_text(
+            f"dask_client:\n  address: {cluster.address}\n  worker_wait: 3\n"
+            "dask_runner:\n  node_options:\n"
+            "    - nodes: [combine_node]\n      resources: {GPU: 1}\n"
+        )
+        with background_kedro(
+            project,
+            *("run", "--env", "gpu_leaves", "--pipelines", "slowsave"),
+            "--params",
+            f"slowsave_sleep=4,slowsave_marker={marker}",
+            *("--runner", DASK_RUNNER),
+            log=tmp_path / "kedro.log",
+        ) as run:
+            _wait_for_marker(run, marker)
+            gpu = cluster.workers[cluster.worker_names.index("gpu1")]
+            _kill_group(gpu, signal.SIGKILL)
+            killed = time.monotonic()
+            result = run.wait(timeout=90)
+            took = time.monotonic() - killed
+    line = assert_one_clear_error(result, cluster.address, "combine_node", "GPU")
+    assert "worker_wait" in line and "1 worker(s)" in line, line
+    assert "Completed node: slow_square_node" in result.output, result.describe()
+    assert took < 30, f"{took:.1f} s\n{result.describe()}"
+
+
 def test_scheduler_killed_mid_run_names_it_and_what_finished(
     rendered_project, tmp_path
 ):

@@ -18,6 +18,8 @@ from collections.abc import Callable, Mapping, Sequence
 from itertools import chain
 from typing import TYPE_CHECKING, Any
 
+from .plugins import by_value, unrunnable
+
 if TYPE_CHECKING:
     from distributed import Client
     from kedro.io import CatalogProtocol
@@ -112,14 +114,17 @@ class _Releaser:
 
 
 class WorkerWatch:
-    """Fails the run, instead of letting it hang, once every worker is gone.
+    """Fails the run, instead of letting it hang, once every worker is gone, or
+    once no worker left can take a node (the resources it asks for went with
+    the workers that left).
 
-    A thread asks the scheduler what its workers are processing; when no worker
-    has been there for ``worker_wait`` seconds, it records why and calls back to
-    cancel the run. It also tells ``progress`` how many nodes are running, and
-    logs the nodes whose in-memory outputs a leaving worker took with it: Dask
-    runs those again where the outputs are still needed (the scheduler's
-    ``remove-worker`` event on its ``all`` topic names the lost keys).
+    A thread asks the scheduler what its workers are processing and which of
+    the run's tasks no worker can take; when either lasts ``worker_wait``
+    seconds, it records why and calls back to cancel the run. It also tells
+    ``progress`` how many nodes are running, and logs the nodes whose in-memory
+    outputs a leaving worker took with it: Dask runs those again where the
+    outputs are still needed (the scheduler's ``remove-worker`` event on its
+    ``all`` topic names the lost keys).
 
     Args:
         client: The run's client.
@@ -166,6 +171,23 @@ class WorkerWatch:
         if self._client.status == "running":
             self._client.unsubscribe_topic("all")
 
+    def _no_worker_can_take(self, stuck: Mapping[Any, Mapping[str, float]]) -> str:
+        workers = self._client.scheduler_info(n_workers=-1)["workers"]
+        offers = sorted({str(dict(w.get("resources") or {})) for w in workers.values()})
+        asked = "; ".join(
+            f"{', '.join(repr(n) for n in self._nodes_of.get(key, [str(key)]))} "
+            f"need {dict(resources) or 'a worker'}"
+            for key, resources in stuck.items()
+        )
+        return (
+            f"No Dask worker left on the scheduler at {self._client.scheduler.address} "
+            f"can take node(s) {asked}: the {len(workers)} worker(s) there offer "
+            f"{', '.join(offers) or 'nothing'}, and none that could came within "
+            f"{self._worker_wait:g} s (client_args.worker_wait). Start workers "
+            f"with --resources (e.g. kedro dask worker --resources GPU=1) or "
+            f"change dask_runner.node_options."
+        )
+
     def _on_cluster_event(self, event: tuple[float, Any]) -> None:
         _, message = event
         if not isinstance(message, dict) or message.get("action") != "remove-worker":
@@ -185,11 +207,20 @@ class WorkerWatch:
             )
 
     def _watch(self) -> None:
-        since = None
+        since = stuck_since = None
         while not self._stop.wait(self._interval):
             try:
                 processing = self._client.processing()
+                with by_value():
+                    stuck = self._client.run_on_scheduler(
+                        unrunnable, token=self._token
+                    )
             except Exception:  # noqa: BLE001 - the client is closing; the run ends
+                return
+            stuck_since = (stuck_since or time.monotonic()) if stuck else None
+            if stuck_since and time.monotonic() - stuck_since >= self._worker_wait:
+                self.lost = self._no_worker_can_take(stuck)
+                self._cancel()
                 return
             self.progress.running(
                 sum(

@@ -97,3 +97,13 @@ def erred_on(dask_scheduler: Any, key: Any) -> list[str]:
     """The workers on which the task ``key`` failed (run on the scheduler)."""
     task = dask_scheduler.tasks.get(key)
     return sorted(getattr(task, "erred_on", None) or ())
+
+
+def unrunnable(dask_scheduler: Any, token: str) -> dict[Any, dict[str, float]]:
+    """The tasks of the run ``token`` that no connected worker can take, with the
+    resources each asks for (run on the scheduler)."""
+    return {
+        task.key: dict(task.resource_restrictions or {})
+        for task in dask_scheduler.unrunnable
+        if isinstance(task.key, tuple) and str(task.key[0]).endswith(token)
+    }

@@ -4,8 +4,8 @@ and a timeline.
 The workers measure each node (``run_record.RunMeter``: start, end, run time,
 status, error, datasets) and send the measurement to the driver as a Dask event
 when the node ends (``measured``, through ``node_logs.send``). The driver collects
-them (``RunRecorder``) and,
-when the run ends, successful or not, writes:
+them as they arrive (``RunRecorder``) and, when the run ends, successful or not,
+writes:
 
 - the events file Kedro-Viz's Workflow view reads, as Kedro-Viz's own hook writes
   it for ``SequentialRunner`` runs, when kedro-viz is installed and the run is

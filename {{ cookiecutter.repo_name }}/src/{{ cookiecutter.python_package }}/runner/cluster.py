@@ -16,6 +16,7 @@ import inspect
 import json
 import logging
 import os
+import signal
 import sys
 import threading
 import weakref
@@ -312,8 +313,14 @@ def _source(args: Mapping[str, Any]) -> _Source:
 class _Starting:
     """A LocalCluster started with the runner's defaults (loopback only, private
     TLS, worker processes set up by ``worker_setup``, the dashboard imported when
-    first asked for), in the calling thread or, ``background``, in a thread of its
-    own (``DaskCluster.start_early``).
+    first asked for) in a thread of its own, started at once (``background``,
+    ``DaskCluster.start_early``) or when first asked for.
+
+    That thread, and the threads Dask starts from it (the cluster's event loop,
+    those spawning the worker processes), block SIGINT: the worker processes
+    inherit the block from their start, so a Ctrl-C arriving while they import
+    Dask does not kill them with a traceback each (``worker_setup`` then ignores
+    it for good); the driver's main thread still gets it.
 
     ``cluster()`` waits for it and hands it over; ``abandon()`` closes it, once
     started, when nobody will use it. Exactly one of the two owns it.
@@ -327,15 +334,16 @@ class _Starting:
         self._done = threading.Event()
         self._lock = threading.Lock()
         self._abandoned = False
+        self._thread = threading.Thread(
+            target=self._start, name="kedro-dask-cluster-start", daemon=True
+        )
         if background:
-            threading.Thread(
-                target=self._start, name="kedro-dask-cluster-start", daemon=True
-            ).start()
-        else:
-            self._start()
+            self._thread.start()
 
     def _start(self) -> None:
         try:
+            if hasattr(signal, "pthread_sigmask"):  # not on Windows
+                signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
             options = _local_worker_processes(
                 _private_tls(_loopback_only(self._options))
             )
@@ -356,6 +364,8 @@ class _Starting:
     def cluster(self) -> Iterator[LocalCluster]:
         """The started cluster (waiting for it); restores, at the end, how worker
         processes start. Closing the cluster is the caller's."""
+        if self._thread.ident is None:
+            self._thread.start()
         try:
             self._done.wait()
         except KeyboardInterrupt:
@@ -371,6 +381,8 @@ class _Starting:
 
     def abandon(self) -> None:
         """Close the cluster, once started, nobody having used it."""
+        if self._thread.ident is None:
+            return  # never started
         with suppress(KeyboardInterrupt):
             self._done.wait(ABANDON_WAIT)
         with self._lock:

@@ -620,3 +620,60 @@ def test_credentials_never_reach_any_log(secure_cluster, security_project, tmp_p
     assert "read_secret_store_node" in worker_logs, "the workers logged no failure"
     leaked = [name for name, text in logs.items() if SECRET in text]
     assert not leaked, f"the secret appears in: {leaked}"
+
+
+def _worker_security(tls: dict[str, Path]) -> dict[str, object]:
+    """``dask_client.security`` with the worker's TLS files of ``tls``."""
+    return {
+        "tls_ca_file": str(tls["ca"]),
+        "tls_worker_cert": str(tls["cluster_cert"]),
+        "tls_worker_key": str(tls["cluster_key"]),
+    }
+
+
+@pytest.fixture(scope="module")
+def plaintext_scheduler() -> Iterator[DaskCluster]:
+    with start_cluster({}, worker_env=base_env()) as scheduler:
+        yield scheduler
+
+
+# name -> dask_client of `kedro dask worker`, given the TLS cluster's address,
+# the plaintext scheduler's address and another CA's files
+JOIN_FAILURES = {
+    "nothing_listens": lambda tls_address, tcp_address, tls, other: {
+        "address": f"tcp://{LOOPBACK}:{free_port()}"
+    },
+    "plaintext_worker_tls_scheduler": lambda tls_address, tcp_address, tls, other: {
+        "address": tls_address.replace("tls://", "tcp://")
+    },
+    "tls_worker_plaintext_scheduler": lambda tls_address, tcp_address, tls, other: {
+        "address": tcp_address.replace("tcp://", "tls://"),
+        "security": _worker_security(tls),
+    },
+    "certificates_of_another_ca": lambda tls_address, tcp_address, tls, other: {
+        "address": tls_address,
+        "security": _worker_security(other),
+    },
+}
+
+
+@pytest.mark.parametrize("case", list(JOIN_FAILURES))
+def test_a_worker_that_cannot_join_is_one_line_within_the_timeout(
+    case, secure_cluster, plaintext_scheduler, security_project, tls, tmp_path
+):
+    """``kedro dask worker`` where it cannot join the scheduler (nothing there,
+    TLS on one side only, another CA): one line naming the address, within
+    ``dask_client.timeout``; never a worker retrying for ever."""
+    (tmp_path / "other-ca").mkdir()
+    other = make_tls_files(tmp_path / "other-ca")
+    dask_client = JOIN_FAILURES[case](
+        secure_cluster.address, plaintext_scheduler.address, tls, other
+    )
+    env = f"join_{case}"
+    (security_project / "conf" / env).mkdir()
+    (security_project / "conf" / env / "parameters.yml").write_text(
+        yaml.safe_dump({"dask_client": {**dask_client, "timeout": 5}})
+    )
+    result = kedro_run(security_project, "dask", "worker", "--env", env, timeout=60)
+    line = assert_one_clear_error(result, dask_client["address"], "cannot join")
+    assert result.duration < 20, f"{result.duration:.1f} s\n{result.describe()}"

@@ -30,7 +30,7 @@ from kedro.framework.project import LOGGING, settings
 from kedro.utils import load_obj
 
 from .runner import DaskRunner, DaskRunnerError
-from .runner.addresses import SchedulerAddress, refuse_plaintext
+from .runner.addresses import SchedulerAddress, check_joinable, refuse_plaintext
 from .runner.services import RunOptions
 
 if TYPE_CHECKING:
@@ -242,7 +242,10 @@ def dask_worker(
 ) -> None:
     """Run dask worker joining dask_client.address, from the project root;
     other options (--nthreads, --resources, ...) go to it."""
-    _exec_dask(metadata, worker_command(_dask_client(metadata, env), dask_args))
+    client_args = _dask_client(metadata, env)
+    command = worker_command(client_args, dask_args)
+    _check_joinable(client_args)
+    _exec_dask(metadata, command)
 
 
 def scheduler_command(
@@ -284,6 +287,25 @@ def worker_command(
         *_loopback_dashboard(extra, "127.0.0.1:0"),
         *extra,
     ]
+
+
+def _check_joinable(client_args: Mapping[str, Any]) -> None:
+    """Fail in one line, within ``dask_client.timeout``, where the worker could
+    not join the scheduler (it would retry for ever)."""
+    from distributed import Security
+
+    from .runner.cluster import DEFAULT_CONNECT_TIMEOUT
+
+    with _one_line_errors():
+        address = SchedulerAddress.parse(client_args.get("address"))
+        security = Security()
+        if address.encrypted:
+            try:
+                security = Security(**dict(client_args.get("security") or {}))
+            except (TypeError, ValueError, OSError) as exc:
+                raise RunError(f"{DASK_CLIENT_PARAMS}.security: {exc}") from None
+        timeout = client_args.get("timeout", DEFAULT_CONNECT_TIMEOUT)
+        check_joinable(address, security, float(timeout))
 
 
 def _dask_client(metadata: ProjectMetadata, env: str) -> Mapping[str, Any]:

@@ -7,9 +7,16 @@ from __future__ import annotations
 import logging
 
 import pytest
+from distributed import Security
 
-from {{ cookiecutter.python_package }}.runner.addresses import SchedulerAddress, refuse_plaintext
+from {{ cookiecutter.python_package }}.runner.addresses import (
+    SchedulerAddress,
+    check_joinable,
+    refuse_plaintext,
+)
 from {{ cookiecutter.python_package }}.runner.errors import DaskClusterError
+
+from .conftest import free_port
 
 
 @pytest.mark.parametrize(
@@ -88,3 +95,15 @@ def test_allow_insecure_passes_with_one_warning(caplog):
     [record] = caplog.records
     assert record.levelno == logging.WARNING
     assert "plaintext to the scheduler at tcp://10.0.0.5:8786" in record.getMessage()
+
+
+def test_a_scheduler_a_worker_can_join_answers(dask_cluster):
+    address = SchedulerAddress.parse(dask_cluster.scheduler_address)
+    check_joinable(address, Security(), timeout=10)
+
+
+def test_nothing_listening_is_named_at_once(dask_cluster):
+    address = SchedulerAddress.parse(f"tcp://127.0.0.1:{free_port()}")
+    with pytest.raises(DaskClusterError, match="Nothing listens there") as raised:
+        check_joinable(address, Security(), timeout=10)
+    assert address.address in str(raised.value)

@@ -14,6 +14,7 @@ import ipaddress
 import logging
 import socket
 from dataclasses import dataclass
+from typing import Any
 
 from .errors import DaskClusterError
 
@@ -116,4 +117,74 @@ def refuse_plaintext(
         f"and read the credentials a run sends. Use tls:// with "
         f"dask_client.security, or set dask_client.allow_insecure: true for a "
         f"network you trust."
+    )
+
+
+def check_joinable(
+    address: SchedulerAddress, security: Any, timeout: float, role: str = "worker"
+) -> None:
+    """Ask the scheduler at ``address`` who it is, as a ``role`` would connect.
+
+    A ``dask worker`` that cannot join retries for ever, or prints tracebacks
+    once its connect timeout is up; asked first, the reason is one line: nothing
+    listens there, or one side talks TLS and the other does not, or the
+    certificates do not match.
+
+    Args:
+        address: The scheduler's address.
+        security: A ``distributed.Security`` with the ``role``'s TLS files.
+        timeout: Seconds to connect and get the answer in.
+        role: The connection's role, which picks the TLS files.
+
+    Raises:
+        DaskClusterError: No Dask scheduler answered at ``address`` in time.
+    """
+    import asyncio
+
+    from distributed.comm import connect
+
+    async def identity() -> Any:
+        comm = await connect(
+            address.address,
+            timeout=timeout,
+            **security.get_connection_args(role),
+        )
+        try:
+            await comm.write({"op": "identity"})
+            return await comm.read()
+        finally:
+            await comm.close()
+
+    try:
+        if address.protocol in ("tcp", "tls") and address.port:
+            # Dask's connect retries a refused connection until its timeout.
+            socket.create_connection((address.host, address.port), timeout).close()
+        answer = asyncio.run(asyncio.wait_for(identity(), timeout))
+    except (OSError, TimeoutError, EOFError, ValueError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DaskClusterError(
+            f"A Dask {role} cannot join the scheduler at {address.address} within "
+            f"{timeout:g} s: {reason}. {_join_hint(address, reason)}"
+        ) from None
+    if not isinstance(answer, dict) or answer.get("type") != "Scheduler":
+        raise DaskClusterError(
+            f"What answers at {address.address} is not a Dask scheduler "
+            f"({str(answer)[:80]})."
+        )
+
+
+def _join_hint(address: SchedulerAddress, reason: str) -> str:
+    if "refused" in reason.lower():
+        return (
+            "Nothing listens there: start it (kedro dask scheduler) or fix "
+            "dask_client.address."
+        )
+    if address.encrypted:
+        return (
+            "Is the scheduler plaintext (tcp://), or are its certificates signed "
+            "by another CA than dask_client.security.tls_ca_file?"
+        )
+    return (
+        "Does the scheduler talk TLS? Then use tls:// in dask_client.address, "
+        "with dask_client.security."
     )

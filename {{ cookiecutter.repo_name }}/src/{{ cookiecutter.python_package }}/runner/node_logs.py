@@ -43,6 +43,8 @@ logger = logging.getLogger(__name__)
 _MARK = "kedro_dask_node_logs"
 # The name of a worker's ``_Outbox`` among its plugins.
 _OUTBOX = "kedro-dask-node-messages"
+# The key of the list of messages in an event ``send`` sends.
+_BATCH = "messages"
 
 
 @dataclass(frozen=True)
@@ -157,14 +159,20 @@ def send(worker: Worker, topic: str, message: dict[str, Any]) -> None:
 
     Called on the task's thread. The message waits in the worker's ``_Outbox``
     until the worker's event loop next handles a task transition; only the first
-    messages on a worker, before its outbox is in place, go out at once.
+    messages on a worker, before its outbox is in place, go out at once. An event
+    carries one or more messages: read them with ``messages_of``.
     """
     outbox = worker.plugins.get(_OUTBOX)
     if outbox is not None:
         outbox.put(topic, message)
         return
-    worker.log_event(topic, message)  # wakes the loop, which installs the outbox
-    worker.loop.add_callback(_install_outbox, worker)
+    worker.log_event(topic, {_BATCH: [message]})  # wakes the loop, which
+    worker.loop.add_callback(_install_outbox, worker)  # installs the outbox
+
+
+def messages_of(event: tuple[float, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The messages ``send`` sent in one Dask event, as the driver receives it."""
+    return list(event[1][_BATCH])
 
 
 def _install_outbox(worker: Worker) -> None:
@@ -179,19 +187,20 @@ class _Outbox(WorkerPlugin):
     A plugin of the worker, so it hears of every task transition, on the event
     loop, before the worker tells the scheduler about it: a task ending
     (``executing`` to ``memory`` or ``error``) hands what its nodes sent to the
-    scheduler first. Lives in the worker's plugins, not in this module, so copies
-    of the module (``ship_code``) share it.
+    scheduler first, one event per topic (a chain's nodes: one event). Lives in
+    the worker's plugins, not in this module, so copies of the module
+    (``ship_code``) share it.
     """
 
     def __init__(self, worker: Worker):
         self._worker = worker
         self._lock = threading.Lock()
-        self._messages: list[tuple[str, dict[str, Any]]] = []
+        self._messages: dict[str, list[dict[str, Any]]] = {}
 
     def put(self, topic: str, message: dict[str, Any]) -> None:
         """From a task thread: keep ``message`` for the next transition."""
         with self._lock:
-            self._messages.append((topic, message))
+            self._messages.setdefault(topic, []).append(message)
 
     def transition(self, key: Any, start: str, finish: str, **kwargs: Any) -> None:
         if self._messages:
@@ -204,12 +213,12 @@ class _Outbox(WorkerPlugin):
     def flush(self) -> None:
         """On the event loop: hand the waiting messages to the scheduler's stream."""
         with self._lock:
-            messages, self._messages = self._messages, []
-        for topic, message in messages:
+            waiting, self._messages = self._messages, {}
+        for topic, messages in waiting.items():
             try:
-                self._worker.log_event(topic, message)
-            except Exception:  # noqa: BLE001 - the others still go
-                logger.warning("Could not send a node's message", exc_info=True)
+                self._worker.log_event(topic, {_BATCH: messages})
+            except Exception:  # noqa: BLE001 - the other topics still go
+                logger.warning("Could not send nodes' messages", exc_info=True)
 
 
 def _as_dict(record: logging.LogRecord) -> dict[str, Any]:
@@ -304,7 +313,8 @@ class NodeLogs:
     def _take_arrived(self) -> None:
         while True:
             try:
-                _, event = self._arrived.get_nowait()
+                event = self._arrived.get_nowait()
             except queue.Empty:
                 return
-            self._pending.setdefault(event["node"], []).extend(event["records"])
+            for message in messages_of(event):
+                self._pending.setdefault(message["node"], []).extend(message["records"])

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from kedro.framework.hooks import hook_impl
 from kedro.utils import find_kedro_project
 
-from .node_logs import send
+from .node_logs import messages_of, send
 from .run_record import (
     RunMeter,
     moved_input_bytes,
@@ -191,7 +191,7 @@ class RunRecorder:
         messages = []
         while True:
             try:
-                messages.append(self._arrived.get_nowait()[1])
+                messages.extend(messages_of(self._arrived.get_nowait()))
             except queue.Empty:
                 break
         nbytes: dict[str, int] = {}

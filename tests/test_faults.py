@@ -812,9 +812,11 @@ def test_a_dead_worker_costs_no_finished_node_a_second_run(
         # Their outputs are saved by the time the next node starts: wait for
         # the files, and for the driver to have seen the tasks finish.
         done = wait_until(
-            lambda: finished_first <= ran().keys()
-            and all(
-                f"Completed node: {name}" in run.output() for name in finished_first
+            lambda: (
+                finished_first <= ran().keys()
+                and all(
+                    f"Completed node: {name}" in run.output() for name in finished_first
+                )
             ),
             60,
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import multiprocessing.spawn
@@ -222,6 +223,76 @@ def test_ctrl_c_closes_the_local_cluster_without_waiting_for_its_nodes():
     assert local_cluster.status == Status.closed
     assert elapsed < 3, f"closed {elapsed:.1f} s after the interrupt"
     assert not [pid for pid in worker_pids if psutil.pid_exists(pid)]
+
+
+def test_a_cluster_started_early_is_the_one_connect_hands_over():
+    """``start_early`` starts the embedded LocalCluster while Kedro loads the
+    project; ``connect`` waits for that very cluster rather than starting
+    another, and closes it at the end."""
+    cluster = DaskCluster({"n_workers": 1, "threads_per_worker": 1, "timeout": 30})
+    cluster.start_early()
+    cluster.start_early()  # once only
+    started = _wait_for_worker_process(psutil.Process())
+
+    with cluster.connect() as (client, workers_are_local):
+        assert workers_are_local
+        assert client.submit(square, 3).result(timeout=30) == 9
+        worker_pids = set(client.run(os.getpid).values())
+        assert worker_pids == {started}  # the process started early, no other
+        local_cluster = client.cluster
+
+    assert local_cluster.status == Status.closed
+    assert wait_for(lambda: not any(psutil.pid_exists(p) for p in worker_pids))
+
+
+_NEVER_USED = """
+import importlib, sys, time, psutil
+DaskCluster = importlib.import_module(sys.argv[1]).DaskCluster
+cluster = DaskCluster(dict(n_workers=2, threads_per_worker=1))
+cluster.start_early()
+deadline = time.monotonic() + 60
+while len(psutil.Process().children()) < 2 and time.monotonic() < deadline:
+    time.sleep(0.05)
+print(" ".join(str(c.pid) for c in psutil.Process().children()), flush=True)
+"""
+
+
+def test_a_cluster_started_early_and_never_used_is_closed_at_exit():
+    """A runner built and never run (``kedro run`` failing on bad input after
+    building it) leaves no worker process behind once the process exits."""
+    result = subprocess.run(
+        [sys.executable, "-c", _NEVER_USED, DaskCluster.__module__],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    pids = [int(pid) for pid in result.stdout.split()]
+    assert len(pids) >= 2, result.stdout + result.stderr
+    assert wait_for(lambda: not any(psutil.pid_exists(p) for p in pids)), pids
+    assert "Traceback" not in result.stderr, result.stderr
+
+
+def _wait_for_worker_process(process: psutil.Process) -> int:
+    """The pid of the first worker process ``process`` spawns."""
+    deadline = time.monotonic() + 60
+    while True:
+        for child in process.children():
+            with contextlib.suppress(psutil.Error):
+                if "spawn_main" in " ".join(child.cmdline()):
+                    return child.pid
+        assert time.monotonic() < deadline, "the early cluster never started"
+        time.sleep(0.05)
+
+
+def wait_for(condition, timeout: float = 15) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def test_in_process_local_cluster_starts():

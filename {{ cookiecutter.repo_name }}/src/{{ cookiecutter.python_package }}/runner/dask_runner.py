@@ -115,6 +115,8 @@ class DaskRunner(AbstractRunner):
         self._options = RunOptions.from_mapping(options)
         # This runner's runs reach Kedro-Viz's Workflow view (``recording``).
         quiet_kedro_viz_runner_warning()
+        # An embedded LocalCluster starts now, while Kedro loads the project.
+        self._cluster.start_early()
 
     def _get_executor(self, max_workers: int) -> None:
         """Dask is the executor; there is no ``concurrent.futures`` pool."""

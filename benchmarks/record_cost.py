@@ -20,8 +20,9 @@ set-up once, in a shuffled order), after one untimed warm-up run of each:
   (``run_params`` with ``tags``, told by ``RunParamsHook``) and no ``run_record``,
   so ``RunRecorder.wanted`` is false: no topic, no meter, nothing written.
 - ``viz``: what every full run does once kedro-viz is installed: each node
-  measured on its worker and sent as a Dask event; the driver reads the events
-  and writes ``.viz/kedro_pipeline_events.json``.
+  measured on its worker and sent as a Dask event (through the worker's outbox,
+  ``node_logs.send``); the driver collects the events as they arrive and writes
+  ``.viz/kedro_pipeline_events.json``.
 - ``record``: ``viz`` plus ``dask_runner.run_record``: the JSON run record and
   its bokeh timeline (``.html``) written by the driver.
 
@@ -257,8 +258,9 @@ def report(
         "",
         "Cost per node: median over rounds of (the set-up's run − the baseline's"
         " run in the same round) / nodes; IQR of those paired differences next"
-        " to it. Driver write: `RunRecorder._write` (reading the events,"
-        " Kedro-Viz file, record, timeline). Worker compute: the run's tasks'"
+        " to it. Driver write: `RunRecorder._write` (taking the measurements"
+        " collected during the run, Kedro-Viz file, record, timeline). Worker"
+        " compute: the run's tasks'"
         " compute time from Dask's task stream, summed over workers.",
         "",
     ]

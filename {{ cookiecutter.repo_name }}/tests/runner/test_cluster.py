@@ -230,9 +230,10 @@ def test_a_cluster_started_early_is_the_one_connect_hands_over():
     project; ``connect`` waits for that very cluster rather than starting
     another, and closes it at the end."""
     cluster = DaskCluster({"n_workers": 1, "threads_per_worker": 1, "timeout": 30})
+    before = {child.pid for child in psutil.Process().children()}  # other clusters
     cluster.start_early()
     cluster.start_early()  # once only
-    started = _wait_for_worker_process(psutil.Process())
+    started = _wait_for_worker_process(psutil.Process(), before)
 
     with cluster.connect() as (client, workers_are_local):
         assert workers_are_local
@@ -274,11 +275,13 @@ def test_a_cluster_started_early_and_never_used_is_closed_at_exit():
     assert "Traceback" not in result.stderr, result.stderr
 
 
-def _wait_for_worker_process(process: psutil.Process) -> int:
-    """The pid of the first worker process ``process`` spawns."""
+def _wait_for_worker_process(process: psutil.Process, before: set[int]) -> int:
+    """The pid of the first worker process ``process`` spawns besides ``before``."""
     deadline = time.monotonic() + 60
     while True:
         for child in process.children():
+            if child.pid in before:
+                continue
             with contextlib.suppress(psutil.Error):
                 if "spawn_main" in " ".join(child.cmdline()):
                     return child.pid

@@ -243,18 +243,27 @@ class DaskRunner(AbstractRunner):
                     nodes_of,
                 )
             )
-            return _follow(client, pipeline, dask_graph, follower, watch)
+            return _follow(
+                client,
+                pipeline,
+                dask_graph,
+                (follower, watch),
+                closes_with_run=workers_are_local,
+            )
 
 
 def _follow(
     client: Client,
     pipeline: Pipeline,
     dask_graph: DaskGraph,
-    follower: RunFollower,
-    watch: WorkerWatch,
+    followers: tuple[RunFollower, WorkerWatch],
+    closes_with_run: bool,
 ) -> dict[str, Any]:
     """Feed the graph to the cluster, and hand each finished task's nodes to
     ``follower``.
+
+    ``closes_with_run``: the cluster is the runner's own LocalCluster, closed
+    when the run ends; on Ctrl-C its tasks are not cancelled one by one first.
 
     Returns:
         The free in-memory outputs of the pipeline.
@@ -262,10 +271,11 @@ def _follow(
     nodes_of: dict[Key, list[Node]] = {}  # a chain's nodes share one task
     for node in pipeline.nodes:
         nodes_of.setdefault(dask_graph.node_keys[node], []).append(node)
+    follower, watch = followers
     feeder = TaskFeeder(client, dask_graph)
     pending = as_completed(feeder.start(), loop=client.loop)
     watch.on_lost(lambda: client.cancel(list(pending.futures), force=True))
-    succeeded = False
+    succeeded = interrupted = False
     try:
         for batch in pending.batches():
             # Finished, or finished and lost since with its worker: it ran.
@@ -284,12 +294,18 @@ def _follow(
         values = client.gather([feeder.kept[key] for key in output_keys.values()])
         succeeded = True
         return dict(zip(output_keys, values, strict=True))
+    except KeyboardInterrupt:
+        interrupted = True
+        raise
     finally:
         # On failure or Ctrl-C, leave nothing of this run on the cluster. On
         # success every task has finished: the outputs' futures are released as
         # they go out of scope (a forced cancel of hundreds of finished keys
-        # costs the scheduler ~0.4 ms each).
-        if not succeeded and client.status == "running":
+        # costs the scheduler ~0.4 ms each). A cluster closing with the run
+        # needs no cancel on Ctrl-C (the scheduler's cancel asserts on tasks no
+        # client wants, such as a result's part, and logs a traceback).
+        cancel = not (interrupted and closes_with_run)
+        if not succeeded and cancel and client.status == "running":
             with suppress(OSError):  # the scheduler may go while we cancel
                 client.cancel([*pending.futures, *feeder.held()], force=True)
 

@@ -161,15 +161,12 @@ class WorkerWatch:
         self._cancel = cancel
 
     def __enter__(self) -> WorkerWatch:
-        self._client.subscribe_topic("all", self._on_cluster_event)
         self._thread.start()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self._stop.set()
         self._thread.join()
-        if self._client.status == "running":
-            self._client.unsubscribe_topic("all")
 
     def _no_worker_can_take(self, stuck: Mapping[Any, Mapping[str, float]]) -> str:
         workers = self._client.scheduler_info(n_workers=-1)["workers"]
@@ -188,10 +185,22 @@ class WorkerWatch:
             f"change dask_runner.node_options."
         )
 
-    def _on_cluster_event(self, event: tuple[float, Any]) -> None:
-        _, message = event
-        if not isinstance(message, dict) or message.get("action") != "remove-worker":
-            return
+    def _say_what_left_with(self, workers: set[str]) -> None:
+        """Log the nodes whose in-memory outputs ``workers`` held as they left.
+
+        Read from the scheduler's ``all`` topic once workers are seen gone, not
+        subscribed to: the scheduler would send this client its own departure
+        as it closes, and log that it could not.
+        """
+        for _, message in self._client.get_events("all"):
+            if (
+                isinstance(message, dict)
+                and message.get("action") == "remove-worker"
+                and message.get("worker") in workers
+            ):
+                self._say_lost(message)
+
+    def _say_lost(self, message: Mapping[str, Any]) -> None:
         lost = sorted(
             name
             for key in message.get("lost-computed-tasks") or ()
@@ -208,9 +217,13 @@ class WorkerWatch:
 
     def _watch(self) -> None:
         since = stuck_since = None
+        workers: set[str] = set()
         while not self._stop.wait(self._interval):
             try:
                 processing = self._client.processing()
+                if left := workers - processing.keys():
+                    self._say_what_left_with(left)
+                workers = set(processing)
                 with by_value():
                     stuck = self._client.run_on_scheduler(
                         unrunnable, token=self._token

@@ -665,6 +665,38 @@ def test_ctrl_c_with_the_embedded_local_cluster(
     )
 
 
+def test_ctrl_c_as_the_example_pipeline_runs_on_the_embedded_cluster(
+    faults_project, tmp_path
+):
+    """Ctrl-C in the terminal while the example pipeline's first task (a chain
+    ending in a node with several in-memory outputs) runs: within 3 s, no
+    traceback (the scheduler's cancel of a task whose parts nobody wants
+    asserted and logged one), nothing left."""
+    with background_kedro(
+        faults_project,
+        *("run", "--pipelines", EXAMPLE_PIPELINES, "--runner", DASK_RUNNER),
+        log=tmp_path / "kedro.log",
+    ) as run:
+        started = wait_until(
+            lambda: "Started a Dask LocalCluster" in run.output() or not run.running(),
+            90,
+        )
+        assert started and run.running(), tail(run.output())
+        time.sleep(0.3)  # the first task is submitted, and runs for ~1 s
+        assert "Completed 4 out of" not in run.output(), tail(run.output())
+        children = descendants(run.pid)
+        sent = time.monotonic()
+        os.killpg(run.pid, signal.SIGINT)
+        result = run.wait(timeout=15)
+        took = time.monotonic() - sent
+        survivors = wait_until(lambda: not alive(children), 2) or alive(children)
+    assert result.returncode != 0, result.describe()
+    assert took < 3, f"exited {took:.1f} s after SIGINT\n{result.describe()}"
+    for noise in ("Traceback", "CRITICAL", "Task exception was never retrieved"):
+        assert noise not in result.output, result.describe()
+    assert survivors is True, [(p.pid, p.cmdline()) for p in survivors]
+
+
 def test_ctrl_c_against_an_external_scheduler_leaves_no_task(
     cluster, faults_project, tmp_path
 ):

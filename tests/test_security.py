@@ -675,5 +675,5 @@ def test_a_worker_that_cannot_join_is_one_line_within_the_timeout(
         yaml.safe_dump({"dask_client": {**dask_client, "timeout": 5}})
     )
     result = kedro_run(security_project, "dask", "worker", "--env", env, timeout=60)
-    line = assert_one_clear_error(result, dask_client["address"], "cannot join")
+    assert_one_clear_error(result, dask_client["address"], "cannot join")
     assert result.duration < 20, f"{result.duration:.1f} s\n{result.describe()}"

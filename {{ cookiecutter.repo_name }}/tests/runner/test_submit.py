@@ -115,7 +115,7 @@ def test_a_consumer_of_persisted_data_is_submitted_once_its_producer_finished(
 def test_a_finished_task_nobody_takes_from_is_released_at_once(tmp_path, client):
     """save's result (it has none: its output is on disk) is not held once the
     driver has seen it finish, so no lost worker can make Dask run it again;
-    make's, which late takes, is held until late is submitted."""
+    make's, which late takes, is held until late has finished."""
     dask_graph = _graph(tmp_path)
     make, save, late = (_key(dask_graph, n) for n in ("make", "save", "late"))
     feeder = TaskFeeder(client, dask_graph)
@@ -133,6 +133,8 @@ def test_a_finished_task_nobody_takes_from_is_released_at_once(tmp_path, client)
     assert make in in_memory()  # late, not submitted yet, will take it
     [late_future] = feeder.finished([make, save])
     assert late_future.result() == 9 + 9 + EXTRA
+    assert make in in_memory()  # held until the driver sees late finished
+    assert feeder.finished([late]) == []
     del late_future
     # Only the free output is left, for the driver to gather.
     assert set(feeder.kept) == {late}

@@ -302,8 +302,7 @@ def _follow(
         # success every task has finished: the outputs' futures are released as
         # they go out of scope (a forced cancel of hundreds of finished keys
         # costs the scheduler ~0.4 ms each). A cluster closing with the run
-        # needs no cancel on Ctrl-C (the scheduler's cancel asserts on tasks no
-        # client wants, such as a result's part, and logs a traceback).
+        # needs no cancel on Ctrl-C: it is stopped at once.
         cancel = not (interrupted and closes_with_run)
         if not succeeded and cancel and client.status == "running":
             with suppress(OSError):  # the scheduler may go while we cancel

@@ -37,9 +37,10 @@ class TaskFeeder:
     A task is ready when the node tasks in its ``after`` have finished and the
     tasks whose results it takes have been submitted; ready tasks go to the
     scheduler together, one ``Client.get`` per call. The feeder holds a task's
-    future only while a task taking its result is still to be submitted (then
-    the scheduler keeps the result for it) or while it is a free output of the
-    pipeline (``kept``).
+    future while a task taking its result has not finished, as the scheduler
+    keeps the result itself, or while it is a free output of the pipeline
+    (``kept``): every task of the run that a cancel may reach is wanted by this
+    client (the scheduler's cancel fails on a dependent nobody wants).
 
     Args:
         client: The client to submit through.
@@ -63,7 +64,9 @@ class TaskFeeder:
         for key, after in dask_graph.after.items():
             for parent in after:
                 self._waiters[parent].append(key)
-        self._to_submit = {key: len(takers) for key, takers in self._takers.items()}
+        self._unfinished_takers = {
+            key: len(takers) for key, takers in self._takers.items()
+        }
         self._node_keys = set(dask_graph.node_keys.values())
         self._outputs = set(dask_graph.output_keys.values())
         self._held: dict[Key, Future] = {}
@@ -87,11 +90,24 @@ class TaskFeeder:
         """
         ready = []
         for key in keys:
+            self._release_taken_by(key)
             for waiter in self._waiters.pop(key, ()):
                 self._blockers[waiter] -= 1
                 if not self._blockers[waiter]:
                     ready.append(waiter)
         return self._submit(ready)
+
+    def _release_taken_by(self, key: Key) -> None:
+        """``key`` finished: let go of what it took that nothing else will take;
+        a result's part (``kedro-output``) goes once all its takers finished."""
+        stack = [key]
+        while stack:
+            for taken in self._takes[stack.pop()]:
+                self._unfinished_takers[taken] -= 1
+                if not self._unfinished_takers[taken]:
+                    self._held.pop(taken, None)
+                    if taken not in self._node_keys:
+                        stack.append(taken)
 
     def held(self) -> list[Future]:
         """Every future the feeder holds, to cancel on failure."""
@@ -117,15 +133,10 @@ class TaskFeeder:
             list(batch),
             sync=False,
         )
-        for key in batch:  # the scheduler now keeps what these tasks take
-            for taken in self._takes[key]:
-                self._to_submit[taken] -= 1
-                if not self._to_submit[taken]:
-                    self._held.pop(taken, None)
         for future in futures:
             if future.key in self._outputs:
                 self.kept[future.key] = future
-            if self._to_submit.get(future.key):
+            if self._unfinished_takers.get(future.key):
                 self._held[future.key] = future
         return [future for future in futures if future.key in self._node_keys]
 

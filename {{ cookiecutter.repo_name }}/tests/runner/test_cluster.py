@@ -622,36 +622,3 @@ def test_kedro_logging_note_is_dropped_on_workers():
 
     assert logger.filter(record(logger.name, note)) is False
     assert logger.filter(record(logger.name, "Something else")) is True
-
-
-_WARM_UP = """
-import importlib.util, sys
-spec = importlib.util.spec_from_file_location("setup_by_path", sys.argv[1])
-setup = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(setup)
-package = setup._package()
-setup.warm_up(package).join(60)
-setup.warm_up("no_such_package").join(60)  # a missing module is left alone
-print(package, " ".join(sorted(m for m in sys.modules if m.startswith(package))))
-print("kedro" in sys.modules, "pandas" in sys.modules)
-"""
-
-
-def test_a_worker_imports_kedro_and_the_runner_as_it_starts():
-    """``worker_setup``, loaded by path as Dask loads a preload, finds its
-    project package and imports the runner's worker code (Kedro with it) and
-    pandas, before any task asks for them."""
-    path = str(Path(worker_setup.__file__).resolve())
-    result = subprocess.run(
-        [sys.executable, "-c", _WARM_UP, path],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    package_line, imported = result.stdout.splitlines()[-2:]
-    package, *modules = package_line.split()
-    assert package == DaskCluster.__module__.split(".")[0]
-    assert f"{package}.runner.worker" in modules, package_line
-    assert imported == "True True", result.stdout

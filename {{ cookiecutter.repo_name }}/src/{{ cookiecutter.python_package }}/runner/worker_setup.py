@@ -17,10 +17,7 @@ failing node's error, the workers lost. So in a worker process:
 - Dask's "Compute Failed" report of a task of a Kedro run is not printed: the
   driver raises the node's exception, with its remote traceback;
 - the messages Dask logs when a worker is stopped while a node runs (expected
-  after Ctrl-C) are dropped;
-- Kedro, pandas and the runner's worker code are imported in the background as
-  the worker starts (``warm_up``), while the driver still loads the project,
-  rather than by the run's first task (~0.5 s on a small machine).
+  after Ctrl-C) are dropped.
 
 Dask's own INFO messages are kept out by the worker processes' Dask config
 (``distributed.logging``); its warnings and errors, e.g. a worker short of
@@ -29,12 +26,10 @@ memory, still show.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import re
 import signal
 import threading
-from pathlib import Path
 from typing import Any
 
 CLOSING_NOISE = (
@@ -113,41 +108,8 @@ def set_up_logging() -> None:
     _add_once(CLOSING_LOGGERS[0], DropMessages(CLOSING_NOISE))
 
 
-WARM_UP = ("pandas", "kedro_datasets.pandas")
-"""Modules a project's first node task usually imports, besides the runner's."""
-
-
-def warm_up(package: str | None) -> threading.Thread:
-    """Import, in a thread, what the first task of a run would: the runner's
-    worker code (Kedro with it) and ``WARM_UP``. A module that is missing is
-    left to the task that needs it."""
-
-    def run() -> None:
-        names = [*WARM_UP, f"{package}.runner.worker"] if package else WARM_UP
-        for name in names:
-            try:
-                importlib.import_module(name)
-            except Exception:  # noqa: BLE001, S112 - the task will say
-                continue
-
-    thread = threading.Thread(target=run, name="kedro-dask-warm-up", daemon=True)
-    thread.start()
-    return thread
-
-
-def _package() -> str | None:
-    """The project package this file belongs to (``<package>/runner/``), if the
-    worker can import it."""
-    here = Path(__file__).resolve()
-    package = here.parent.parent
-    if here.parent.name != "runner" or not (package / "__init__.py").exists():
-        return None
-    return package.name
-
-
 def dask_setup(worker: Any) -> None:
     """Called by Dask in each worker process as the worker starts."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's
     set_up_logging()
-    warm_up(_package())

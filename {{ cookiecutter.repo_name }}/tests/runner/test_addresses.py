@@ -102,8 +102,8 @@ def test_a_scheduler_a_worker_can_join_answers(dask_cluster):
     check_joinable(address, Security(), timeout=10)
 
 
-def test_nothing_listening_is_named_at_once(dask_cluster):
+def test_nothing_listening_within_the_timeout_is_named(dask_cluster):
     address = SchedulerAddress.parse(f"tcp://127.0.0.1:{free_port()}")
     with pytest.raises(DaskClusterError, match="Nothing listens there") as raised:
-        check_joinable(address, Security(), timeout=10)
+        check_joinable(address, Security(), timeout=1)
     assert address.address in str(raised.value)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import socket
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -157,8 +158,7 @@ def check_joinable(
 
     try:
         if address.protocol in ("tcp", "tls") and address.port:
-            # Dask's connect retries a refused connection until its timeout.
-            socket.create_connection((address.host, address.port), timeout).close()
+            _wait_for_listener(address.host, address.port, timeout)
         answer = asyncio.run(asyncio.wait_for(identity(), timeout))
     except (OSError, TimeoutError, EOFError, ValueError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -171,6 +171,24 @@ def check_joinable(
             f"What answers at {address.address} is not a Dask scheduler "
             f"({str(answer)[:80]})."
         )
+
+
+def _wait_for_listener(host: str, port: int, timeout: float) -> None:
+    """Wait up to ``timeout`` s for something to listen at ``host:port``, as a
+    worker started with (or just before) its scheduler would.
+
+    Raises:
+        OSError: Still refused (the last error) once ``timeout`` is up.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection((host, port), timeout).close()
+            return
+        except ConnectionRefusedError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.2)
 
 
 def _join_hint(address: SchedulerAddress, reason: str) -> str:

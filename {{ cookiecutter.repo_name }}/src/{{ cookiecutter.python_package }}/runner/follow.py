@@ -217,7 +217,10 @@ class WorkerWatch:
 
     def _watch(self) -> None:
         since = stuck_since = None
-        workers: set[str] = set()
+        try:
+            workers = set(self._client.processing())
+        except Exception:  # noqa: BLE001 - the client is closing; the run ends
+            return
         while not self._stop.wait(self._interval):
             try:
                 processing = self._client.processing()

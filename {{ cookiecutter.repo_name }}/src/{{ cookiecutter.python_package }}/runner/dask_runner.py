@@ -231,21 +231,17 @@ class DaskRunner(AbstractRunner):
                 self._logger,
                 lambda done: self._suggest_resume_scenario(pipeline, done, catalog),
             )
-            nodes_of: dict[Key, list[str]] = {}
-            for node in pipeline.nodes:
-                nodes_of.setdefault(dask_graph.node_keys[node], []).append(node.name)
             watch = stack.enter_context(
                 WorkerWatch(
                     client,
                     self._cluster.worker_wait,
                     dask_graph.token,
                     progress,
-                    nodes_of,
+                    dask_graph.nodes_by_key,
                 )
             )
             return _follow(
                 client,
-                pipeline,
                 dask_graph,
                 (follower, watch),
                 closes_with_run=workers_are_local,
@@ -254,7 +250,6 @@ class DaskRunner(AbstractRunner):
 
 def _follow(
     client: Client,
-    pipeline: Pipeline,
     dask_graph: DaskGraph,
     followers: tuple[RunFollower, WorkerWatch],
     closes_with_run: bool,
@@ -268,9 +263,7 @@ def _follow(
     Returns:
         The free in-memory outputs of the pipeline.
     """
-    nodes_of: dict[Key, list[Node]] = {}  # a chain's nodes share one task
-    for node in pipeline.nodes:
-        nodes_of.setdefault(dask_graph.node_keys[node], []).append(node)
+    nodes_of = dask_graph.nodes_by_key
     follower, watch = followers
     feeder = TaskFeeder(client, dask_graph)
     pending = as_completed(feeder.start(), loop=client.loop)

@@ -131,7 +131,7 @@ class WorkerWatch:
         worker_wait: Seconds without any worker before the run fails.
         token: The run's token, in its task keys.
         progress: The progress display.
-        nodes_of: The names of the nodes each task key runs.
+        nodes_of: The nodes each task key runs.
         interval: Seconds between two looks at the scheduler.
     """
 
@@ -141,7 +141,7 @@ class WorkerWatch:
         worker_wait: float,
         token: str,
         progress: NodeProgress,
-        nodes_of: Mapping[Any, Sequence[str]],
+        nodes_of: Mapping[Any, Sequence[Node]],
         interval: float = 1.0,
     ):
         self._client = client
@@ -172,7 +172,7 @@ class WorkerWatch:
         workers = self._client.scheduler_info(n_workers=-1)["workers"]
         offers = sorted({str(dict(w.get("resources") or {})) for w in workers.values()})
         asked = "; ".join(
-            f"{', '.join(repr(n) for n in self._nodes_of.get(key, [str(key)]))} "
+            f"{', '.join(repr(n.name) for n in self._nodes_of.get(key, ())) or key} "
             f"need {dict(resources) or 'a worker'}"
             for key, resources in stuck.items()
         )
@@ -202,9 +202,9 @@ class WorkerWatch:
 
     def _say_lost(self, message: Mapping[str, Any]) -> None:
         lost = sorted(
-            name
+            node.name
             for key in message.get("lost-computed-tasks") or ()
-            for name in self._nodes_of.get(key, ())
+            for node in self._nodes_of.get(key, ())
         )
         if lost:
             logger.warning(

@@ -79,6 +79,15 @@ class DaskGraph:
     token: str = ""
     after: dict[Key, tuple[Key, ...]] = field(default_factory=dict)
 
+    @functools.cached_property
+    def nodes_by_key(self) -> dict[Key, list[Node]]:
+        """The nodes each node task runs, in running order (a chain's nodes
+        share its task)."""
+        nodes: dict[Key, list[Node]] = {}
+        for node, key in self.node_keys.items():
+            nodes.setdefault(key, []).append(node)
+        return nodes
+
     def submittable(self, tasks: Mapping[Key, Any] | None = None) -> Mapping[str, Any]:
         """``tasks`` (default: the whole graph) in the form ``Client.get`` takes,
         with per-node Dask options.

@@ -199,4 +199,9 @@ class RunRecorder:
             nbytes.update(message.get("output_nbytes") or {})
         records = node_runs(messages)
         moved = moved_input_bytes(records, self._pipeline, nbytes)
-        return [replace(r, moved_bytes=moved.get(r.node, 0)) for r in records]
+        return [
+            r
+            if r.moved_bytes == moved.get(r.node, 0)
+            else replace(r, moved_bytes=moved[r.node] if r.node in moved else 0)
+            for r in records
+        ]

@@ -74,6 +74,7 @@ installed Kedro-Viz applies to ``SequentialRunner`` runs.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -186,7 +187,7 @@ class NodeRun:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (JSON, Dask messages); ``from_dict`` reads it back."""
-        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data = {name: getattr(self, name) for name in _field_names(type(self))}
         data["datasets"] = [
             {"dataset": d.dataset, "operation": d.operation, "size": d.size}
             for d in self.datasets
@@ -199,7 +200,7 @@ class NodeRun:
 
         Keys it does not know are ignored, so messages may carry more.
         """
-        known = {f.name for f in fields(cls)}
+        known = _field_names(cls)
         values = {key: value for key, value in data.items() if key in known}
         values["datasets"] = tuple(
             DatasetEvent(d["dataset"], d["operation"], d.get("size"))
@@ -207,6 +208,12 @@ class NodeRun:
         )
         values.update(changes)
         return cls(**values)
+
+
+@functools.cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    """A dataclass's field names, in order (``fields`` is slow for every record)."""
+    return tuple(f.name for f in fields(cls))
 
 
 # ------------------------------------------------------------- worker side --- #
@@ -692,7 +699,9 @@ def write_viz_events(
     if not viz_events_wanted(run_params):
         return None
     events = viz_events(records, pipeline, start=start, end=end, error=error)
-    return _write_text(Path(path), json.dumps(events, indent=2))
+    # No indent: only Kedro-Viz reads it, and json's C encoder takes no indent
+    # (with one, the file of a 500-node run took ~60 ms instead of ~6 ms).
+    return _write_text(Path(path), json.dumps(events))
 
 
 def _write_text(path: Path, text: str) -> Path:

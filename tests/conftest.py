@@ -32,6 +32,11 @@ from distributed import Client
 
 from . import probes
 
+KEDRO = str(Path(sys.executable).with_name("kedro"))
+"""The ``kedro`` command of the test environment, as users run it: the console
+script, not ``python -m kedro`` (multiprocessing's spawn runs the main script
+again in each worker process it starts; not a module run with ``-m``)."""
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE_DIR = REPO_ROOT / "{{ cookiecutter.repo_name }}"
 TEMPLATE_PACKAGE_DIR = TEMPLATE_DIR / "src" / "{{ cookiecutter.python_package }}"
@@ -198,9 +203,9 @@ def kedro(
     timeout: float = KEDRO_RUN_TIMEOUT,
     **extra_env: str,
 ) -> Result:
-    """``python -m kedro <args>`` from ``project_dir``, with ``extra_env``."""
+    """``kedro <args>`` from ``project_dir``, with ``extra_env``."""
     return run_cmd(
-        [sys.executable, "-m", "kedro", *args],
+        [KEDRO, *args],
         cwd=project_dir,
         timeout=timeout,
         env={**base_env(project_dir), **extra_env},
@@ -542,7 +547,7 @@ def kedro_dask_cluster(
     procs: list[subprocess.Popen] = []
 
     def start(name: str, args: list[str]) -> subprocess.Popen:
-        command = [sys.executable, "-m", "kedro", "dask", *args, "--env", env]
+        command = [KEDRO, "dask", *args, "--env", env]
         procs.append(
             _spawn(command, logs[name], Path(project_dir) / "conf", base_env())
         )

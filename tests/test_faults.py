@@ -17,7 +17,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +31,7 @@ from distributed import Client
 from . import probes
 from .conftest import (
     DASK_RUNNER,
+    KEDRO,
     KEDRO_RUN_TIMEOUT,
     RECORD_DIR_VARIABLE,
     Result,
@@ -110,9 +110,9 @@ def kedro_env(project: Path, **extra: str) -> dict[str, str]:
 def kedro_run(
     project: Path, *args: str, timeout: float = KEDRO_RUN_TIMEOUT, **extra_env: str
 ) -> Result:
-    """``python -m kedro <args>`` from ``project``, with extra environment."""
+    """``kedro <args>`` from ``project``, with extra environment."""
     return run_cmd(
-        [sys.executable, "-m", "kedro", *args],
+        [KEDRO, *args],
         cwd=project,
         timeout=timeout,
         env=kedro_env(project, **extra_env),
@@ -166,7 +166,7 @@ def background_kedro(
 ) -> Iterator[BackgroundRun]:
     """Start ``kedro <args>``; on exit kill its whole process group, whatever
     happened."""
-    command = [sys.executable, "-m", "kedro", *args]
+    command = [KEDRO, *args]
     handle = log.open("w")
     proc = subprocess.Popen(
         command,
@@ -693,6 +693,47 @@ def test_ctrl_c_as_the_example_pipeline_runs_on_the_embedded_cluster(
     assert result.returncode != 0, result.describe()
     assert took < 3, f"exited {took:.1f} s after SIGINT\n{result.describe()}"
     for noise in ("Traceback", "CRITICAL", "Task exception was never retrieved"):
+        assert noise not in result.output, result.describe()
+    assert survivors is True, [(p.pid, p.cmdline()) for p in survivors]
+
+
+def _spawned_workers(pid: int) -> list[psutil.Process]:
+    """The worker processes multiprocessing has spawned under ``pid``."""
+    workers = []
+    for proc in descendants(pid):
+        with contextlib.suppress(psutil.Error):
+            if "--multiprocessing-fork" in proc.cmdline():
+                workers.append(proc)
+    return workers
+
+
+def test_ctrl_c_while_the_embedded_cluster_starts(faults_project, tmp_path):
+    """Ctrl-C in the terminal as soon as the embedded LocalCluster's two worker
+    processes exist, while they still import Dask: within 3 s, no traceback (a
+    worker that got the SIGINT then printed a KeyboardInterrupt traceback each),
+    nothing left."""
+    with background_kedro(
+        faults_project,
+        *("run", "--pipelines", EXAMPLE_PIPELINES, "--runner", DASK_RUNNER),
+        log=tmp_path / "kedro.log",
+    ) as run:
+        workers = wait_until(
+            lambda: len(_spawned_workers(run.pid)) >= 2 or not run.running(),
+            90,
+            interval=0.02,
+        )
+        assert workers is True and run.running(), tail(run.output())
+        time.sleep(0.2)  # well into their imports, which take about a second
+        assert "Started a Dask LocalCluster" not in run.output(), tail(run.output())
+        children = descendants(run.pid)
+        sent = time.monotonic()
+        os.killpg(run.pid, signal.SIGINT)
+        result = run.wait(timeout=15)
+        took = time.monotonic() - sent
+        survivors = wait_until(lambda: not alive(children), 2) or alive(children)
+    assert result.returncode != 0, result.describe()
+    assert took < 3, f"exited {took:.1f} s after SIGINT\n{result.describe()}"
+    for noise in ("Traceback", "KeyboardInterrupt", "CRITICAL"):
         assert noise not in result.output, result.describe()
     assert survivors is True, [(p.pid, p.cmdline()) for p in survivors]
 

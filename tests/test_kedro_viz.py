@@ -17,7 +17,6 @@ import json
 import random
 import shutil
 import socket
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -31,6 +30,7 @@ import pytest
 
 from .conftest import (
     DASK_RUNNER,
+    KEDRO,
     Result,
     _spawn,
     _stop,
@@ -104,7 +104,7 @@ def kedro_viz(project: Path) -> Iterator[VizServer]:
     serving; its process group is stopped on exit."""
     port = viz_port()
     log = project.parent / f"kedro-viz-{port}.log"
-    args = [sys.executable, "-m", "kedro", "viz", "run", "--no-browser"]
+    args = [KEDRO, "viz", "run", "--no-browser"]
     args += ["--host", "127.0.0.1", "--port", str(port)]
     proc = _spawn(args, log, project, base_env(project))
     try:

@@ -42,6 +42,7 @@ from distributed import Client
 from . import probes
 from .conftest import (
     DASK_RUNNER,
+    KEDRO,
     PACKAGE,
     DaskCluster,
     Result,
@@ -205,7 +206,7 @@ def kedro_under_terminal(
 
     Returns the result and what the terminal showed, escape sequences removed.
     """
-    command = shlex.join([sys.executable, "-m", "kedro", *args])
+    command = shlex.join([KEDRO, *args])
     env = base_env(project)
     env["TERM"] = "xterm"  # a terminal rich refreshes live (not "dumb")
     result, _, alive, _ = run_tracked(

@@ -15,6 +15,7 @@ from cookiecutter.exceptions import FailedHookException
 from packaging.requirements import Requirement
 
 from .conftest import (
+    KEDRO,
     PACKAGE,
     PROJECT_NAME,
     RENDER_TIMEOUT,
@@ -30,7 +31,7 @@ KEDRO_VERSION = installed_version("kedro")
 
 def kedro_new(cwd: Path, *args: str, input: str | None = None):
     return run_cmd(
-        [sys.executable, "-m", "kedro", "new", "--starter", str(REPO_ROOT), *args],
+        [KEDRO, "new", "--starter", str(REPO_ROOT), *args],
         cwd=cwd,
         timeout=RENDER_TIMEOUT,
         env=base_env(),
@@ -136,6 +137,7 @@ EXPECTED_TREE = sorted(
                 "errors",
                 "follow",
                 "graph",
+                "interrupts",
                 "node_logs",
                 "plugins",
                 "recording",
@@ -167,6 +169,7 @@ EXPECTED_TREE = sorted(
                 "compat",
                 "dask_runner",
                 "graph",
+                "interrupts",
                 "node_logs",
                 "recording",
                 "run_record",

@@ -16,6 +16,7 @@ from kedro.runner import SequentialRunner
 
 from .conftest import (
     DASK_RUNNER,
+    KEDRO,
     KEDRO_RUN_TIMEOUT,
     PACKAGE,
     REPO_ROOT,
@@ -337,7 +338,6 @@ def test_packaged_project_needs_no_development_tools(fresh_project):
 # --------------------------------------------------------------------------- #
 # The ``kedro`` console script, not ``python -m kedro``: multiprocessing's spawn
 # runs a main script again in every worker process, not a main module.
-KEDRO_COMMAND = Path(sys.executable).with_name("kedro")
 # What distributed logs at INFO in a worker process; none of it may reach the user.
 _WORKER_INTERNALS = (
     "Start worker at",
@@ -365,9 +365,9 @@ def command_project(rendered_project, tmp_path_factory):
 
 
 def kedro_command(project, *args: str):
-    assert KEDRO_COMMAND.exists(), KEDRO_COMMAND
+    assert Path(KEDRO).exists(), Path(KEDRO)
     return run_cmd(
-        [KEDRO_COMMAND, *args],
+        [Path(KEDRO), *args],
         cwd=project,
         timeout=KEDRO_RUN_TIMEOUT,
         env=base_env(project),

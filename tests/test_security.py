@@ -38,6 +38,7 @@ from distributed import Security
 
 from .conftest import (
     DASK_RUNNER,
+    KEDRO,
     RECORD_DIR_VARIABLE,
     DaskCluster,
     Result,
@@ -163,7 +164,6 @@ REMOTE_HOST = "10.0.0.5"
 NAMESPACE_HOST = "10.255.0.1"
 # A connection attempt would last this long (Dask retries until its timeout).
 CONNECT_TIMEOUT = 30
-KEDRO_EXECUTABLE = Path(sys.executable).with_name("kedro")
 
 
 def _namespace_problem() -> str | None:
@@ -197,7 +197,7 @@ def isolated_kedro(project: Path, *args: str, timeout: float = 120) -> Result:
         [
             *("unshare", "--map-root-user", "--net", "sh", "-c"),
             f'{setup} && exec "$@"',
-            *("sh", str(KEDRO_EXECUTABLE), *args),
+            *("sh", KEDRO, *args),
         ],
         cwd=project,
         timeout=timeout,

@@ -7,6 +7,7 @@ import json
 import logging
 import multiprocessing.spawn
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -31,6 +32,7 @@ from {{ cookiecutter.python_package }}.runner.cluster import (
     _no_main_rerun,
     validate_client_args,
 )
+from {{ cookiecutter.python_package }}.runner.interrupts import ctrl_c_never_lost
 
 from .conftest import free_port
 
@@ -233,7 +235,15 @@ def test_a_cluster_started_early_is_the_one_connect_hands_over():
     before = {child.pid for child in psutil.Process().children()}  # other clusters
     cluster.start_early()
     cluster.start_early()  # once only
+    # Dask's GC callbacks in this process would swallow a Ctrl-C meanwhile.
+    assert ctrl_c_never_lost.held
     started = _wait_for_worker_process(psutil.Process(), before)
+    # The worker process starts with SIGINT blocked, so that a Ctrl-C while it
+    # imports Dask does not reach it (``worker_setup`` then ignores it).
+    blocked = re.search(
+        r"SigBlk:\s*([0-9a-f]+)", Path(f"/proc/{started}/status").read_text()
+    )
+    assert blocked and int(blocked.group(1), 16) & 1 << (signal.SIGINT - 1)
 
     with cluster.connect() as (client, workers_are_local):
         assert workers_are_local
@@ -243,6 +253,7 @@ def test_a_cluster_started_early_is_the_one_connect_hands_over():
         local_cluster = client.cluster
 
     assert local_cluster.status == Status.closed
+    assert not ctrl_c_never_lost.held
     assert wait_for(lambda: not any(psutil.pid_exists(p) for p in worker_pids))
 
 

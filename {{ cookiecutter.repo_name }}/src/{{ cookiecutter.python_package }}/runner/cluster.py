@@ -29,6 +29,7 @@ from contextlib import (
     suppress,
 )
 from importlib.machinery import ModuleSpec
+from multiprocessing import resource_tracker
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -40,6 +41,7 @@ from kedro.utils import load_obj
 from . import worker_setup
 from .addresses import SchedulerAddress, refuse_plaintext
 from .errors import DaskClusterError
+from .interrupts import ctrl_c_never_lost
 from .versions import distributed_version_warning_silenced
 
 logger = logging.getLogger(__name__)
@@ -315,10 +317,17 @@ class _Starting:
     those spawning the worker processes), block SIGINT: the worker processes
     inherit the block from their start, so a Ctrl-C arriving while they import
     Dask does not kill them with a traceback each (``worker_setup`` then ignores
-    it for good); the driver's main thread still gets it.
+    it for good); the driver's main thread still gets it. multiprocessing's
+    resource tracker is started first (``_block_sigint``): started later, from
+    the event loop, it would unblock SIGINT there for every thread after it.
 
     ``cluster()`` waits for it and hands it over; ``abandon()`` closes it, once
     started, when nobody will use it. Exactly one of the two owns it.
+
+    Started in the background, it holds ``ctrl_c_never_lost`` until one of the
+    two: Dask's garbage-collector callbacks, which its scheduler and nannies
+    register in this process, would otherwise swallow a Ctrl-C pressed while
+    Kedro loads the project.
     """
 
     def __init__(self, options: Mapping[str, Any], background: bool):
@@ -332,13 +341,15 @@ class _Starting:
         self._thread = threading.Thread(
             target=self._start, name="kedro-dask-cluster-start", daemon=True
         )
+        self._holds_ctrl_c = background
         if background:
+            ctrl_c_never_lost.hold()
             self._thread.start()
 
     def _start(self) -> None:
         try:
-            if hasattr(signal, "pthread_sigmask"):  # not on Windows
-                signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+            if self._options.get("processes", True):
+                _block_sigint()  # inherited by the worker processes
             options = _local_worker_processes(
                 _private_tls(_loopback_only(self._options))
             )
@@ -373,9 +384,11 @@ class _Starting:
             yield self._cluster
         finally:
             self._stack.close()
+            self._release_ctrl_c()
 
     def abandon(self) -> None:
         """Close the cluster, once started, nobody having used it."""
+        self._release_ctrl_c()
         if self._thread.ident is None:
             return  # never started
         with suppress(KeyboardInterrupt):
@@ -388,6 +401,12 @@ class _Starting:
         if done:
             self._close_unused()
 
+    def _release_ctrl_c(self) -> None:
+        with self._lock:
+            holds, self._holds_ctrl_c = self._holds_ctrl_c, False
+        if holds:
+            ctrl_c_never_lost.release()
+
     def _close_unused(self) -> None:
         try:
             if self._cluster is not None:
@@ -395,6 +414,21 @@ class _Starting:
                     self._cluster.close()
         finally:
             self._stack.close()
+
+
+def _block_sigint() -> None:
+    """Block SIGINT in the calling thread, for it and the threads it starts.
+
+    The first multiprocessing queue or lock a Nanny makes starts multiprocessing's
+    resource tracker, which blocks SIGINT around spawning it and then unblocks it
+    in that thread whatever it was before: the event loop's thread would then
+    start the threads spawning the worker processes with SIGINT unblocked. Started
+    here, before the block, it is already running then.
+    """
+    if not hasattr(signal, "pthread_sigmask"):  # Windows: no signal masks
+        return
+    resource_tracker.ensure_running()
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
 
 
 class DaskCluster:

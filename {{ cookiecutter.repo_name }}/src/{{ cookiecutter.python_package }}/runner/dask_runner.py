@@ -22,13 +22,10 @@ resume hint on failure and the same return value as ``SequentialRunner``.
 
 from __future__ import annotations
 
-import _thread
 import logging
-import sys
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager, suppress
+from contextlib import ExitStack, suppress
 from typing import TYPE_CHECKING, Any
 
 import cloudpickle
@@ -41,6 +38,7 @@ from .compat import store
 from .errors import DaskClusterError, DaskRunnerError
 from .follow import RunFollower, WorkerWatch
 from .graph import DaskGraph, Key, PipelineGraph, UnpicklableError
+from .interrupts import ctrl_c_never_lost
 from .node_logs import LogSettings, NodeLogs
 from .plugins import by_value, erred_on
 from .recording import RunRecorder, run_params_of
@@ -192,7 +190,7 @@ class DaskRunner(AbstractRunner):
             The free in-memory outputs of the pipeline.
         """
         with ExitStack() as stack:
-            stack.enter_context(_ctrl_c_never_lost())
+            stack.enter_context(ctrl_c_never_lost)
             client, workers_are_local = stack.enter_context(self._cluster.connect())
             _wait_for_workers(client, self._cluster.worker_wait)
             check_versions(client)
@@ -300,27 +298,6 @@ def _follow(
         if not succeeded and cancel and client.status == "running":
             with suppress(OSError):  # the scheduler may go while we cancel
                 client.cancel([*pending.futures, *feeder.held()], force=True)
-
-
-@contextmanager
-def _ctrl_c_never_lost() -> Iterator[None]:
-    """Ctrl-C that lands in a finaliser (``Future.__del__`` releasing a key) is
-    swallowed by Python, which prints "Exception ignored in" and a traceback,
-    and the run goes on. For the run's length, such a KeyboardInterrupt is
-    delivered again to the main thread, silently."""
-    previous = sys.unraisablehook
-
-    def hook(unraisable: Any) -> None:
-        if isinstance(unraisable.exc_value, KeyboardInterrupt):
-            _thread.interrupt_main()
-        else:
-            previous(unraisable)
-
-    sys.unraisablehook = hook
-    try:
-        yield
-    finally:
-        sys.unraisablehook = previous
 
 
 def _failure(

@@ -34,6 +34,7 @@ from .conftest import (
     KEDRO,
     KEDRO_RUN_TIMEOUT,
     RECORD_DIR_VARIABLE,
+    DaskCluster,
     Result,
     _kill_group,
     add_overlay,
@@ -801,6 +802,26 @@ def _executing_node(client: Client, node: str) -> tuple[str, str] | None:
     return None
 
 
+@contextlib.contextmanager
+def _run_on_two_workers(
+    project: Path, pipeline: str, params: str, tmp_path: Path, *runner_params: str
+) -> Iterator[tuple[DaskCluster, Client, BackgroundRun]]:
+    """A real scheduler with two workers for ``project``, a client looking at it,
+    and ``kedro run --env dask --pipelines <pipeline> --params <params>`` running
+    on it in the background, to kill workers under."""
+    with (
+        dask_cluster(project, n_workers=2) as cluster,
+        inspector(cluster.address) as client,
+        background_kedro(
+            project,
+            *("run", "--env", "dask", "--pipelines", pipeline, "--params", params),
+            *dask_run_args(cluster.address, *runner_params),
+            log=tmp_path / "kedro.log",
+        ) as run,
+    ):
+        yield cluster, client, run
+
+
 def test_worker_killed_mid_run_the_run_completes(
     rendered_project, slowsave_reference, tmp_path
 ):
@@ -809,22 +830,9 @@ def test_worker_killed_mid_run_the_run_completes(
     ends as an undisturbed one."""
     project = fault_project(rendered_project, tmp_path / "project")
     marker = tmp_path / "slow.jsonl"
-    with (
-        dask_cluster(project, n_workers=2) as killed,
-        inspector(killed.address) as client,
-        background_kedro(
-            project,
-            "run",
-            "--env",
-            "dask",
-            "--pipelines",
-            "slowsave",
-            "--params",
-            f"slowsave_sleep=6,slowsave_marker={marker}",
-            *dask_run_args(killed.address),
-            log=tmp_path / "kedro.log",
-        ) as run,
-    ):
+    with _run_on_two_workers(
+        project, "slowsave", f"slowsave_sleep=6,slowsave_marker={marker}", tmp_path
+    ) as (killed, client, run):
         _wait_for_marker(run, marker)
         found = wait_until(lambda: _executing_node(client, "slow_square_node"), 10)
         assert found, f"slow_square_node is not executing\n{tail(run.output())}"
@@ -863,18 +871,13 @@ def test_a_dead_worker_costs_no_finished_node_a_second_run(
     project = fault_project(rendered_project, tmp_path / "project")
     marker = tmp_path / "runs.jsonl"
     finished_first = {"persisted_node", "chain_tail_node", "mixed_node"}
-    with (
-        dask_cluster(project, n_workers=2) as cluster,
-        inspector(cluster.address) as client,
-        background_kedro(
-            project,
-            *("run", "--env", "dask", "--pipelines", "reruns"),
-            "--params",
-            f"reruns_sleep=10,reruns_marker={marker}",
-            *dask_run_args(cluster.address, f"fuse_chains={fuse}"),
-            log=tmp_path / "kedro.log",
-        ) as run,
-    ):
+    with _run_on_two_workers(
+        project,
+        "reruns",
+        f"reruns_sleep=10,reruns_marker={marker}",
+        tmp_path,
+        f"fuse_chains={fuse}",
+    ) as (cluster, client, run):
 
         def ran() -> dict[str, list[int]]:
             pids: dict[str, list[int]] = {}

@@ -36,7 +36,7 @@ from kedro.runner import AbstractRunner
 from .cluster import DaskCluster
 from .compat import store
 from .errors import DaskClusterError, DaskRunnerError
-from .follow import RunFollower, WorkerWatch
+from .follow import RESOURCES_ADVICE, RunFollower, WorkerWatch, workers_offer
 from .graph import DaskGraph, Key, PipelineGraph, UnpicklableError
 from .interrupts import ctrl_c_never_lost
 from .node_logs import LogSettings, NodeLogs
@@ -472,12 +472,9 @@ def _check_resources(client: Client, dask_graph: DaskGraph, wait: float) -> None
             if key in unmet
         }
         asked = "; ".join(f"'{name}' needs {res}" for name, res in by_node.items())
-        offered = sorted({str(offer) for offer in offers}) or ["no worker"]
         raise DaskClusterError(
             f"No Dask worker offers the resources of dask_runner.node_options: "
-            f"{asked}; the {len(workers)} worker(s) offer {', '.join(offered)}. "
-            f"Start workers with --resources (e.g. kedro dask worker --resources "
-            f"GPU=1) or change node_options."
+            f"{asked}; {workers_offer(workers.values())}. {RESOURCES_ADVICE}"
         )
 
 

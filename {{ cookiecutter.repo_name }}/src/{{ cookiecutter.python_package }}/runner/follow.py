@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import chain
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +30,20 @@ if TYPE_CHECKING:
     from .services import NodeProgress
 
 logger = logging.getLogger(__name__)
+
+RESOURCES_ADVICE = (
+    "Start workers with --resources (e.g. kedro dask worker --resources GPU=1) "
+    "or change dask_runner.node_options."
+)
+"""What to do when no worker offers the resources a node asks for."""
+
+
+def workers_offer(workers: Iterable[Mapping[str, Any]]) -> str:
+    """What ``workers`` (the scheduler's worker infos) offer, for a message: "the
+    2 worker(s) offer {}, {'GPU': 1}"."""
+    workers = list(workers)
+    offers = sorted({str(dict(w.get("resources") or {})) for w in workers})
+    return f"the {len(workers)} worker(s) offer {', '.join(offers) or 'nothing'}"
 
 
 class RunFollower:
@@ -170,7 +184,6 @@ class WorkerWatch:
 
     def _no_worker_can_take(self, stuck: Mapping[Any, Mapping[str, float]]) -> str:
         workers = self._client.scheduler_info(n_workers=-1)["workers"]
-        offers = sorted({str(dict(w.get("resources") or {})) for w in workers.values()})
         asked = "; ".join(
             f"{', '.join(repr(n.name) for n in self._nodes_of.get(key, ())) or key} "
             f"need {dict(resources) or 'a worker'}"
@@ -178,11 +191,9 @@ class WorkerWatch:
         )
         return (
             f"No Dask worker left on the scheduler at {self._client.scheduler.address} "
-            f"can take node(s) {asked}: the {len(workers)} worker(s) there offer "
-            f"{', '.join(offers) or 'nothing'}, and none that could came within "
-            f"{self._worker_wait:g} s (client_args.worker_wait). Start workers "
-            f"with --resources (e.g. kedro dask worker --resources GPU=1) or "
-            f"change dask_runner.node_options."
+            f"can take node(s) {asked}: {workers_offer(workers.values())}, and none "
+            f"that could came within {self._worker_wait:g} s "
+            f"(client_args.worker_wait). {RESOURCES_ADVICE}"
         )
 
     def _say_what_left_with(self, workers: set[str]) -> None:
@@ -228,9 +239,7 @@ class WorkerWatch:
                     self._say_what_left_with(left)
                 workers = set(processing)
                 with by_value():
-                    stuck = self._client.run_on_scheduler(
-                        unrunnable, token=self._token
-                    )
+                    stuck = self._client.run_on_scheduler(unrunnable, token=self._token)
             except Exception:  # noqa: BLE001 - the client is closing; the run ends
                 return
             stuck_since = (stuck_since or time.monotonic()) if stuck else None

@@ -33,7 +33,7 @@ from .compat import (
     hold,
     scheduler_events,
 )
-from .node_logs import LogSettings, collect
+from .node_logs import LogSettings, collect, messages_of, send
 from .recording import measured
 from .run_record import RunMeter
 
@@ -268,18 +268,25 @@ class Reruns:
             events = scheduler_events(context.rerun_topic)
         except ValueError:  # not on a worker, e.g. in a unit test
             return False
-        return any(message == name for _, message in events)
+        return any(
+            message.get("node") == name
+            for event in events
+            for message in messages_of(event)
+        )
 
     @staticmethod
     def note_finished(context: RunContext, name: str) -> None:
+        """Note that the task named ``name`` finished; the scheduler has the note
+        before the task's result (``node_logs.send``)."""
         if context.rerun_topic is None:
             return
         from distributed import get_worker
 
         try:
-            get_worker().log_event(context.rerun_topic, name)
+            worker = get_worker()
         except ValueError:  # not on a worker
-            pass
+            return
+        send(worker, context.rerun_topic, {"node": name})
 
     @staticmethod
     def warn(name: str, outputs: Sequence[str]) -> None:

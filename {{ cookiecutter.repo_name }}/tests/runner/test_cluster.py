@@ -232,7 +232,7 @@ def test_a_cluster_started_early_is_the_one_connect_hands_over():
     project; ``connect`` waits for that very cluster rather than starting
     another, and closes it at the end."""
     cluster = DaskCluster({"n_workers": 1, "threads_per_worker": 1, "timeout": 30})
-    before = {child.pid for child in psutil.Process().children()}  # other clusters
+    before = {c.pid for c in psutil.Process().children(recursive=True)}  # others
     cluster.start_early()
     cluster.start_early()  # once only
     # Dask's GC callbacks in this process would swallow a Ctrl-C meanwhile.
@@ -263,9 +263,10 @@ DaskCluster = importlib.import_module(sys.argv[1]).DaskCluster
 cluster = DaskCluster(dict(n_workers=2, threads_per_worker=1))
 cluster.start_early()
 deadline = time.monotonic() + 60
-while len(psutil.Process().children()) < 2 and time.monotonic() < deadline:
+while len(psutil.Process().children(recursive=True)) < 4:  # tracker, forkserver,
+    assert time.monotonic() < deadline  # two workers
     time.sleep(0.05)
-print(" ".join(str(c.pid) for c in psutil.Process().children()), flush=True)
+print(" ".join(str(c.pid) for c in psutil.Process().children(recursive=True)))
 """
 
 
@@ -281,20 +282,54 @@ def test_a_cluster_started_early_and_never_used_is_closed_at_exit():
     )
     assert result.returncode == 0, result.stderr
     pids = [int(pid) for pid in result.stdout.split()]
-    assert len(pids) >= 2, result.stdout + result.stderr
+    assert len(pids) >= 4, result.stdout + result.stderr
     assert wait_for(lambda: not any(psutil.pid_exists(p) for p in pids)), pids
     assert "Traceback" not in result.stderr, result.stderr
 
 
+_TWO_CLUSTERS = """
+import importlib, json, os, sys, psutil
+DaskCluster = importlib.import_module(sys.argv[1]).DaskCluster
+parents = []
+for _ in range(2):
+    with DaskCluster(dict(n_workers=1, threads_per_worker=1)).connect() as (client, _):
+        [pid] = client.run(os.getpid).values()
+        parents.append(" ".join(psutil.Process(pid).parent().cmdline()))
+print(json.dumps(parents))
+"""
+
+
+def test_the_first_cluster_of_a_process_forks_its_workers_later_ones_spawn():
+    """``kedro run``'s one cluster forks its workers from a forkserver that has
+    imported Dask once; a second cluster in the same process (a notebook's next
+    run) spawns them, so that they see the process's environment as it is then,
+    not as the forkserver kept it."""
+    result = subprocess.run(
+        [sys.executable, "-c", _TWO_CLUSTERS, DaskCluster.__module__],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    first, second = json.loads(result.stdout.splitlines()[-1])
+    assert "forkserver" in first, first
+    assert "forkserver" not in second, second
+
+
 def _wait_for_worker_process(process: psutil.Process, before: set[int]) -> int:
-    """The pid of the first worker process ``process`` spawns besides ``before``."""
+    """The pid of the first worker process started under ``process`` besides
+    ``before``: spawned, or forked by multiprocessing's forkserver."""
     deadline = time.monotonic() + 60
     while True:
-        for child in process.children():
+        for child in process.children(recursive=True):
             if child.pid in before:
                 continue
             with contextlib.suppress(psutil.Error):
-                if "spawn_main" in " ".join(child.cmdline()):
+                if "spawn_main" in " ".join(child.cmdline()) or (
+                    child.ppid() != process.pid
+                    and "forkserver" in " ".join(child.parent().cmdline())
+                ):
                     return child.pid
         assert time.monotonic() < deadline, "the early cluster never started"
         time.sleep(0.05)
@@ -555,7 +590,10 @@ def test_local_cluster_workers_keep_dask_info_out_and_show_warnings(capfd):
     assert "kedro-dask-marker info" not in err
     for banner in ("Start worker at", "Registered to", "preload", "Stopping worker"):
         assert banner not in err, err
-    assert dict(os.environ) == before, "the workers' environment stayed set here"
+    # Dask's own pre-spawn-environ (OMP_NUM_THREADS, ...) stays set here, as Dask
+    # documents; the runner's own variables for the workers do not.
+    for name in cluster_module._WORKER_ENVIRON:
+        assert os.environ.get(name) == before.get(name), name
 
 
 def launcher_module(**names: object) -> types.ModuleType:

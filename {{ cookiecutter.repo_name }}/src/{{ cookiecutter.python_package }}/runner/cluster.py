@@ -15,6 +15,7 @@ import importlib.util
 import inspect
 import json
 import logging
+import multiprocessing
 import os
 import signal
 import sys
@@ -108,6 +109,20 @@ _WORKER_PRELOAD = (
 # imported, sets up its logging from its config: its INFO messages (worker
 # banners, connections, preloads) are kept out of the console they share.
 _WORKER_ENVIRON = {"DASK_DISTRIBUTED__LOGGING__DISTRIBUTED": "warning"}
+# How the worker processes of the first LocalCluster a process starts (``kedro
+# run`` starts one) are started, instead of Dask's default ``spawn`` (a
+# ``distributed.worker.multiprocessing-method`` set otherwise is kept): one
+# forkserver process imports Dask and the libraries it preloads (numpy, pandas)
+# once, and every worker is forked from it, where each spawned worker imported
+# them itself. On 2 cores, a one-node ``kedro run`` of the example project took
+# 5.1 s instead of 5.9 s (medians of 6). The forkserver keeps the environment
+# and console of its start for as long as the process lives, so later clusters
+# of the same process (a notebook's runs) spawn their workers, which see the
+# process as it is then.
+_START_METHOD_KEY = "distributed.worker.multiprocessing-method"
+_START_METHOD = "forkserver"
+_forkserver_taken = False
+_FORKSERVER_LOCK = threading.Lock()
 
 _NUMBER = (int, float)
 _DURATION = (int, float, str)  # seconds, or a Dask duration such as "30s"
@@ -791,6 +806,7 @@ def _worker_processes(options: Mapping[str, Any]) -> Iterator[None]:
       ``_WORKER_ENVIRON`` (a variable already set in this process wins); Dask
       sets it in this process too, so it is taken out again at the end.
     - They do not run the main script again (see ``_no_main_rerun``).
+    - They are forked from a forkserver (``_START_METHOD``).
     """
     if not options.get("processes", True):
         yield  # thread-only: no worker process
@@ -798,12 +814,29 @@ def _worker_processes(options: Mapping[str, Any]) -> Iterator[None]:
     key = "distributed.nanny.pre-spawn-environ"
     environ = {**(dask.config.get(key, default=None) or {}), **_WORKER_ENVIRON}
     added = [name for name in _WORKER_ENVIRON if name not in os.environ]
+    config: dict[str, Any] = {key: environ}
+    if _first_to_fork():
+        config[_START_METHOD_KEY] = _START_METHOD
     try:
-        with dask.config.set({key: environ}), _no_main_rerun():
+        with dask.config.set(config), _no_main_rerun():
             yield
     finally:
         for name in added:
             os.environ.pop(name, None)
+
+
+def _first_to_fork() -> bool:
+    """Whether the LocalCluster starting now forks its workers from a forkserver
+    (``_START_METHOD``): the process's first, where Dask would spawn them and the
+    platform has forkservers."""
+    if dask.config.get(_START_METHOD_KEY) != "spawn":
+        return False
+    if _START_METHOD not in multiprocessing.get_all_start_methods():
+        return False
+    global _forkserver_taken  # noqa: PLW0603 - once per process
+    with _FORKSERVER_LOCK:
+        first, _forkserver_taken = not _forkserver_taken, True
+    return first
 
 
 @contextmanager

@@ -193,7 +193,8 @@ class DaskRunner(AbstractRunner):
             stack.enter_context(ctrl_c_never_lost)
             client, workers_are_local = stack.enter_context(self._cluster.connect())
             _wait_for_workers(client, self._cluster.worker_wait)
-            check_versions(client)
+            if not workers_are_local:  # a LocalCluster started here runs this
+                check_versions(client)  # interpreter: one round trip less
             _check_resources(
                 client,
                 dask_graph,

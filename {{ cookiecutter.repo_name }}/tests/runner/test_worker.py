@@ -469,3 +469,40 @@ def test_exception_note_survives_pickling():
     assert type(copy) is ValueError
     assert str(copy) == "boom"
     assert copy.__notes__ == excinfo.value.__notes__
+
+
+def _prepared_for_nodes() -> bool:
+    """On a worker: whether node tasks will find the runner imported and the
+    project configured."""
+    import sys
+
+    project = sys.modules.get("kedro.framework.project")
+    return (
+        "{{ cookiecutter.python_package }}.runner.worker" in sys.modules
+        and getattr(project, "PACKAGE_NAME", None) == "{{ cookiecutter.python_package }}"
+    )
+
+
+def test_warm_up_prepares_every_worker_of_a_local_cluster():
+    """``services._warm_up``: each worker of a LocalCluster the runner starts
+    imports the runner and configures the project as the run starts, not when
+    its first node arrives."""
+    import time
+
+    from distributed import Client, LocalCluster
+
+    from {{ cookiecutter.python_package }}.runner.services import _warm_up
+
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, dashboard_address=None
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        assert not any(client.run(_prepared_for_nodes).values())  # fresh workers
+        with _warm_up(client, "{{ cookiecutter.python_package }}", "t0k3n"):
+            deadline = time.monotonic() + 60
+            while not all(client.run(_prepared_for_nodes).values()):
+                assert time.monotonic() < deadline, client.run(_prepared_for_nodes)
+                time.sleep(0.1)
+        assert len(client.run(_prepared_for_nodes)) == 2

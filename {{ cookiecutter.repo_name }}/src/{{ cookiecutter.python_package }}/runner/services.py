@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import DaskRunnerError
 from .plugins import ShipCode, by_value
+from .worker import warm_up
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -138,6 +139,8 @@ def run_services(
             remote if options.ship_code is None else options.ship_code
         ):
             stack.enter_context(_ship_code(client, package_name, token))
+        if workers_are_local:
+            stack.enter_context(_warm_up(client, package_name, token))
         if options.performance_report:
             stack.enter_context(_performance_report(client, options.performance_report))
         yield
@@ -162,6 +165,36 @@ def _ship_code(client: Client, package_name: str, token: str) -> Iterator[None]:
         # Also when the run failed; the scheduler may be gone by then.
         with suppress(Exception):
             client.unregister_worker_plugin(name)
+
+
+@contextmanager
+def _warm_up(client: Client, package_name: str | None, token: str) -> Iterator[None]:
+    """Have every worker of a LocalCluster the runner started import what node
+    tasks need (``worker.warm_up``) as the run starts, ahead of its first node.
+
+    A worker's first node task imports Kedro's runner and configures the project
+    (about 0.4 s on 2 cores) before the node runs. Without this, the second
+    worker does so only when it gets its first node, while the first worker's
+    nodes run: the example pipeline's second model trained 0.8 s after the
+    first. Each worker runs its warm-up first (submitted before any node), the
+    others' while the first node runs. The warm-ups are not part of the run: not
+    followed, and released when it ends.
+    """
+    futures = [
+        client.submit(
+            warm_up,
+            package_name,
+            key=f"kedro-warm-up-{token}-{address}",
+            workers=[address],
+            allow_other_workers=False,
+            pure=False,
+        )
+        for address in client.scheduler_info(n_workers=-1)["workers"]
+    ]
+    try:
+        yield
+    finally:
+        del futures
 
 
 @contextmanager

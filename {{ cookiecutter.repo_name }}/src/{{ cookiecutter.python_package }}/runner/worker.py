@@ -178,6 +178,13 @@ def _run_hooks(
     return manager, meter
 
 
+def warm_up(package_name: str | None) -> None:
+    """Import what a node task needs on this worker (Kedro's runner, this
+    module) and configure the project, as its first node task would."""
+    if package_name:
+        _configure_project(package_name)
+
+
 @functools.cache
 def _configure_project(package_name: str) -> None:
     """Configure the Kedro project once per worker process, as ParallelRunner does."""

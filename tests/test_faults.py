@@ -666,6 +666,23 @@ def test_ctrl_c_with_the_embedded_local_cluster(
     )
 
 
+def _ctrl_c_exits_cleanly(run: BackgroundRun, noise: tuple[str, ...]) -> None:
+    """Ctrl-C to ``run``'s process group, as a terminal sends it: a non-zero
+    exit within 3 s, none of ``noise`` in the output, none of its processes
+    left running."""
+    children = descendants(run.pid)
+    sent = time.monotonic()
+    os.killpg(run.pid, signal.SIGINT)
+    result = run.wait(timeout=15)  # fails the test beyond 15 s
+    took = time.monotonic() - sent
+    survivors = wait_until(lambda: not alive(children), 2) or alive(children)
+    assert result.returncode != 0, result.describe()
+    assert took < 3, f"exited {took:.1f} s after SIGINT\n{result.describe()}"
+    for text in noise:
+        assert text not in result.output, result.describe()
+    assert survivors is True, [(p.pid, p.cmdline()) for p in survivors]
+
+
 def test_ctrl_c_as_the_example_pipeline_runs_on_the_embedded_cluster(
     faults_project, tmp_path
 ):
@@ -685,17 +702,9 @@ def test_ctrl_c_as_the_example_pipeline_runs_on_the_embedded_cluster(
         assert started and run.running(), tail(run.output())
         time.sleep(0.3)  # the first task is submitted, and runs for ~1 s
         assert "Completed 4 out of" not in run.output(), tail(run.output())
-        children = descendants(run.pid)
-        sent = time.monotonic()
-        os.killpg(run.pid, signal.SIGINT)
-        result = run.wait(timeout=15)
-        took = time.monotonic() - sent
-        survivors = wait_until(lambda: not alive(children), 2) or alive(children)
-    assert result.returncode != 0, result.describe()
-    assert took < 3, f"exited {took:.1f} s after SIGINT\n{result.describe()}"
-    for noise in ("Traceback", "CRITICAL", "Task exception was never retrieved"):
-        assert noise not in result.output, result.describe()
-    assert survivors is True, [(p.pid, p.cmdline()) for p in survivors]
+        _ctrl_c_exits_cleanly(
+            run, ("Traceback", "CRITICAL", "Task exception was never retrieved")
+        )
 
 
 def _cluster_processes(pid: int) -> list[psutil.Process]:
@@ -728,17 +737,7 @@ def test_ctrl_c_while_the_embedded_cluster_starts(faults_project, tmp_path):
         assert started and run.running(), tail(run.output())
         time.sleep(0.2)  # well into their imports, which take about a second
         assert "Started a Dask LocalCluster" not in run.output(), tail(run.output())
-        children = descendants(run.pid)
-        sent = time.monotonic()
-        os.killpg(run.pid, signal.SIGINT)
-        result = run.wait(timeout=15)
-        took = time.monotonic() - sent
-        survivors = wait_until(lambda: not alive(children), 2) or alive(children)
-    assert result.returncode != 0, result.describe()
-    assert took < 3, f"exited {took:.1f} s after SIGINT\n{result.describe()}"
-    for noise in ("Traceback", "KeyboardInterrupt", "CRITICAL"):
-        assert noise not in result.output, result.describe()
-    assert survivors is True, [(p.pid, p.cmdline()) for p in survivors]
+        _ctrl_c_exits_cleanly(run, ("Traceback", "KeyboardInterrupt", "CRITICAL"))
 
 
 def test_ctrl_c_against_an_external_scheduler_leaves_no_task(

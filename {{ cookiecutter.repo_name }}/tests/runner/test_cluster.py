@@ -270,17 +270,24 @@ print(" ".join(str(c.pid) for c in psutil.Process().children(recursive=True)))
 """
 
 
-def test_a_cluster_started_early_and_never_used_is_closed_at_exit():
-    """A runner built and never run (``kedro run`` failing on bad input after
-    building it) leaves no worker process behind once the process exits."""
+def _fresh_process(script: str, timeout: float) -> subprocess.CompletedProcess:
+    """``script`` run by a new Python, its first argument the cluster module's
+    name; it must succeed."""
     result = subprocess.run(
-        [sys.executable, "-c", _NEVER_USED, DaskCluster.__module__],
+        [sys.executable, "-c", script, DaskCluster.__module__],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
         check=False,
     )
     assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_a_cluster_started_early_and_never_used_is_closed_at_exit():
+    """A runner built and never run (``kedro run`` failing on bad input after
+    building it) leaves no worker process behind once the process exits."""
+    result = _fresh_process(_NEVER_USED, timeout=120)
     pids = [int(pid) for pid in result.stdout.split()]
     assert len(pids) >= 4, result.stdout + result.stderr
     assert wait_for(lambda: not any(psutil.pid_exists(p) for p in pids)), pids
@@ -304,14 +311,7 @@ def test_the_first_cluster_of_a_process_forks_its_workers_later_ones_spawn():
     imported Dask once; a second cluster in the same process (a notebook's next
     run) spawns them, so that they see the process's environment as it is then,
     not as the forkserver kept it."""
-    result = subprocess.run(
-        [sys.executable, "-c", _TWO_CLUSTERS, DaskCluster.__module__],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
+    result = _fresh_process(_TWO_CLUSTERS, timeout=180)
     first, second = json.loads(result.stdout.splitlines()[-1])
     assert "forkserver" in first, first
     assert "forkserver" not in second, second

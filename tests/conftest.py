@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import psutil
 import pytest
 from cookiecutter.main import cookiecutter
 from distributed import Client
@@ -195,6 +196,18 @@ def assert_one_clear_error(result: Result, *needles: str) -> str:
     for needle in needles:
         assert needle in lines[0], f"{needle!r} not in {lines[0]!r}"
     return lines[0]
+
+
+def is_worker_process(proc: psutil.Process) -> bool:
+    """Whether ``proc`` is a Dask worker process multiprocessing started for a
+    LocalCluster: spawned (``spawn_main``), or forked by a forkserver, as the
+    runner's embedded cluster forks them."""
+    with contextlib.suppress(psutil.Error):
+        if "spawn_main" in " ".join(proc.cmdline()):
+            return True
+        parent = proc.parent()
+        return parent is not None and "forkserver" in " ".join(parent.cmdline())
+    return False
 
 
 def kedro(

@@ -46,6 +46,7 @@ from .conftest import (
     data_files,
     executed_keys_by_worker,
     free_port,
+    is_worker_process,
     node_of_key,
     read_jsonl,
     reset_data,
@@ -713,8 +714,7 @@ def _cluster_processes(pid: int) -> list[psutil.Process]:
     found = []
     for proc in descendants(pid):
         with contextlib.suppress(psutil.Error):
-            command = " ".join(proc.cmdline())
-            if "forkserver" in command or "--multiprocessing-fork" in command:
+            if is_worker_process(proc) or "forkserver" in " ".join(proc.cmdline()):
                 found.append(proc)
     return found
 

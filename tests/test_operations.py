@@ -55,6 +55,7 @@ from .conftest import (
     base_env,
     copy_project,
     free_port,
+    is_worker_process,
     kedro,
     kedro_dask_cluster,
     pipeline_node_names,
@@ -131,7 +132,7 @@ def run_tracked(
 
     Returns the result, the descendants seen, those still alive ``grace`` seconds
     after the command exited, and the largest number of Dask worker processes
-    (multiprocessing ``spawn_main`` children) seen at one time. Whatever is left
+    (``is_worker_process``) seen at one time. Whatever is left
     is killed afterwards.
     """
     seen: dict[int, psutil.Process] = {}
@@ -165,9 +166,7 @@ def run_tracked(
                     workers = 0
                     for child in children:
                         seen.setdefault(child.pid, child)
-                        with contextlib.suppress(psutil.Error):
-                            if "spawn_main" in " ".join(child.cmdline()):
-                                workers += 1
+                        workers += is_worker_process(child)
                     most_workers = max(most_workers, workers)
                 time.sleep(0.2)
             duration = time.monotonic() - start

@@ -661,6 +661,17 @@ def test_compute_failed_is_dropped_for_the_tasks_of_a_run_only(key, shown):
     assert logger.filter(record(logger.name, "Worker is at 95%% memory")) is True
 
 
+def test_a_failed_heartbeat_to_the_gone_scheduler_is_dropped_on_workers():
+    """A worker still busy with a node when an interrupted run closes the
+    scheduler outlives it until killed: its failed heartbeat is not printed."""
+    worker_setup.set_up_logging()
+    logger = logging.getLogger("distributed.worker")
+    heartbeat = "Failed to communicate with scheduler during heartbeat."
+
+    assert logger.filter(record(logger.name, heartbeat)) is False
+    assert logger.filter(record(logger.name, "Heartbeat took %s", "3s")) is True
+
+
 def test_kedro_logging_note_is_dropped_on_workers():
     worker_setup.set_up_logging()
     logger = logging.getLogger("kedro.framework.project")

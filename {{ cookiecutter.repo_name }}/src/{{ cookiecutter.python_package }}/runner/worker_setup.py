@@ -38,10 +38,6 @@ CLOSING_NOISE = (
 )
 """What Dask logs whenever a worker is closed while a node runs."""
 CLOSING_LOGGERS = ("distributed.worker.state_machine", "distributed.nanny")
-# A worker busy with a node when the run is interrupted outlives the scheduler,
-# which lives in the driver, until it is killed; a heartbeat in between fails,
-# with a traceback. The driver has said what happened.
-SCHEDULER_GONE_NOISE = ("Failed to communicate with scheduler during heartbeat",)
 
 # The key of every task of a Kedro run: ("<group>-<run token>", "<node or dataset>"),
 # the token a uuid4 hex (see ``graph.py``). Tasks a node submits itself have
@@ -60,6 +56,18 @@ class DropMessages(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         return not any(fragment in message for fragment in self.fragments)
+
+
+class _DropHeartbeatToGoneScheduler(logging.Filter):
+    """Drops the failed heartbeat of a worker whose scheduler has gone: busy with
+    a node when the run is interrupted, it outlives the scheduler, which lives in
+    the driver, until it is killed. The driver has said what happened."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (
+            isinstance(record.msg, str)
+            and record.msg.startswith("Failed to communicate with scheduler")
+        )
 
 
 class _DropProjectLoggingNote(logging.Filter):
@@ -110,7 +118,7 @@ def set_up_logging() -> None:
     _add_once("kedro.framework.project", _DropProjectLoggingNote())
     _add_once("distributed.worker", _DropRunTaskFailures())
     _add_once(CLOSING_LOGGERS[0], DropMessages(CLOSING_NOISE))
-    _add_once("distributed.worker", DropMessages(SCHEDULER_GONE_NOISE))
+    _add_once("distributed.worker", _DropHeartbeatToGoneScheduler())
 
 
 def dask_setup(worker: Any) -> None:

@@ -199,9 +199,10 @@ class RunRecorder:
             nbytes.update(message.get("output_nbytes") or {})
         records = node_runs(messages)
         moved = moved_input_bytes(records, self._pipeline, nbytes)
+        # A record is copied only where the bytes differ (most nodes: none moved).
         return [
             r
-            if r.moved_bytes == moved.get(r.node, 0)
-            else replace(r, moved_bytes=moved[r.node] if r.node in moved else 0)
+            if r.moved_bytes == (m := moved.get(r.node, 0))
+            else replace(r, moved_bytes=m)
             for r in records
         ]

@@ -153,10 +153,22 @@ def hook_manager(full_run: bool) -> Any:
     return manager
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """CPU time so far of this process (the driver, every thread) and of ``pids``."""
+    import psutil
+
+    total = time.process_time()
+    for pid in pids:
+        times = psutil.Process(pid).cpu_times()
+        total += times.user + times.system
+    return total
+
+
 def run_once(
     setup: str, pipeline_factory: Any, ctx: dict[str, Any]
 ) -> dict[str, float]:
-    """One timed run of ``setup``; returns wall, write and worker compute seconds."""
+    """One timed run of ``setup``; returns wall, write, worker compute and CPU
+    (driver, scheduler and workers) seconds."""
     import workloads
     from bench_project.runner import DaskRunner
     from distributed import get_task_stream
@@ -175,18 +187,21 @@ def run_once(
         if setup == "baseline":
             stack.enter_context(stubbed(client))
         timer.seconds = 0.0
+        pids = [warm.scheduler_pid, *warm.worker_pids.values()]
         with get_task_stream(client=client) as stream:
+            cpu = cpu_seconds(pids)
             start = time.perf_counter()
             runner = DaskRunner(client_args={"address": warm.address}, **options)
             runner.run(pipeline, catalog, hook_manager=manager)
             wall = time.perf_counter() - start
+            cpu = cpu_seconds(pids) - cpu
     compute = sum(
         part["stop"] - part["start"]
         for task in stream.data
         for part in task.get("startstops", ())
         if part.get("action") == "compute"
     )
-    return {"wall": wall, "write": timer.seconds, "compute": compute}
+    return {"wall": wall, "write": timer.seconds, "compute": compute, "cpu": cpu}
 
 
 # --------------------------------------------------------------------------- #
@@ -215,12 +230,15 @@ def summarise(runs: dict[str, list[dict[str, float]]], nodes: int) -> dict[str, 
         mine = runs[setup]
         diffs = [m["wall"] - b["wall"] for m, b in zip(mine, base, strict=True)]
         cdiffs = [m["compute"] - b["compute"] for m, b in zip(mine, base, strict=True)]
+        cpu_diffs = [m["cpu"] - b["cpu"] for m, b in zip(mine, base, strict=True)]
         out[setup] = {
             "wall": [m["wall"] for m in mine],
             "write": [m["write"] for m in mine],
             "compute": [m["compute"] for m in mine],
             "diffs": diffs,
             "compute_diffs": cdiffs,
+            "cpu": [m["cpu"] for m in mine],
+            "cpu_diffs": cpu_diffs,
             "nodes": nodes,
         }
     return out
@@ -261,7 +279,10 @@ def report(
         " to it. Driver write: `RunRecorder._write` (taking the measurements"
         " collected during the run, Kedro-Viz file, record, timeline). Worker"
         " compute: the run's tasks'"
-        " compute time from Dask's task stream, summed over workers.",
+        " compute time from Dask's task stream, summed over workers. CPU: the"
+        " CPU time the run took in the driver (every thread), the scheduler and"
+        " the workers (psutil), paired with the baseline like the wall time: on a"
+        " shared two-core machine it varies less than the wall time does.",
         "",
     ]
     verdicts = []
@@ -272,8 +293,9 @@ def report(
             "",
             "| set-up | wall median (min–max) ms | cost ms/node vs baseline "
             "| IQR of paired diffs ms/node | driver write ms (ms/node) "
-            "| worker compute ms/node (vs baseline) |",
-            "|---|---:|---:|---:|---:|---:|",
+            "| worker compute ms/node (vs baseline) "
+            "| CPU ms/node vs baseline (IQR) |",
+            "|---|---:|---:|---:|---:|---:|---:|",
         ]
         for setup in SETUPS:
             r = per_setup[setup]
@@ -286,23 +308,31 @@ def report(
                 if setup == "baseline"
                 else f" ({_per_node(r['compute_diffs'], nodes)})"
             )
+            cpu = (
+                "—"
+                if setup == "baseline"
+                else f"{_per_node(r['cpu_diffs'], nodes)} "
+                f"({_spread(r['cpu_diffs'], nodes)})"
+            )
             lines.append(
                 f"| {setup} | {_ms(statistics.median(r['wall']))} "
                 f"({_ms(min(r['wall']))}–{_ms(max(r['wall']))}) | {cost} | {spread} "
                 f"| {_ms(write)} ({write * 1000 / nodes:.3f}) "
-                f"| {compute * 1000 / nodes:.3f}{cdiff} |"
+                f"| {compute * 1000 / nodes:.3f}{cdiff} | {cpu} |"
             )
             if setup != "baseline":
-                per_node = statistics.median(r["diffs"]) * 1000 / nodes
-                verdicts.append((workload, setup, per_node, r["diffs"], nodes))
+                for measure, key in (("wall", "diffs"), ("CPU", "cpu_diffs")):
+                    per_node = statistics.median(r[key]) * 1000 / nodes
+                    verdicts.append((workload, setup, measure, per_node, r[key], nodes))
         lines.append("")
     lines += ["## Targets", ""]
-    for workload, setup, per_node, diffs, nodes in verdicts:
+    for workload, setup, measure, per_node, diffs, nodes in verdicts:
         if setup == "off":
             q1, _, q3 = statistics.quantiles(diffs, n=4)
             inside = q1 <= 0 <= q3
             lines.append(
-                f"- {workload}, off: {per_node:+.3f} ms/node vs baseline; 0 is "
+                f"- {workload}, off, {measure}: {per_node:+.3f} ms/node vs baseline;"
+                " 0 is "
                 f"{'inside' if inside else 'outside'} the IQR of the paired "
                 f"differences ({q1 * 1000 / nodes:+.3f} … {q3 * 1000 / nodes:+.3f}):"
                 f" {'within noise (met)' if inside else 'NOT within noise'}"
@@ -310,7 +340,8 @@ def report(
         else:
             met = per_node <= TARGET_MS_PER_NODE
             lines.append(
-                f"- {workload}, {setup}: {per_node:+.3f} ms/node vs baseline, target "
+                f"- {workload}, {setup}, {measure}: {per_node:+.3f} ms/node vs "
+                "baseline, target "
                 f"≤ {TARGET_MS_PER_NODE}: {'met' if met else 'NOT met'}"
             )
     lines.append("")

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from kedro.framework.hooks import hook_impl
-from kedro.io import DataCatalog, MemoryDataset
+from kedro.io import DataCatalog, DatasetError, MemoryDataset
 from kedro.io.memory_dataset import _infer_copy_mode
 from kedro_datasets.pandas import CSVDataset
 
@@ -21,6 +21,7 @@ from {{ cookiecutter.python_package }}.runner.compat import (
     named_graph,
     scheduler_events,
     store,
+    taken,
 )
 
 
@@ -66,6 +67,16 @@ def test_hold_keeps_the_very_object_and_load_copies_by_mode():
     loaded = dataset.load()
     assert loaded == value and loaded is not value
     assert hold(MemoryDataset(copy_mode="assign"), value).load() is value
+
+
+def test_taken_is_what_load_returns_for_an_assign_dataset():
+    value = {"a": [1]}
+    dataset = MemoryDataset(copy_mode="assign")
+    dataset.save(value)
+
+    assert taken(dataset) is dataset.load() is value
+    with pytest.raises(DatasetError, match="has not been saved yet"):
+        taken(MemoryDataset(copy_mode="assign"))
 
 
 def test_memory_copy_mode_reads_the_configured_mode():

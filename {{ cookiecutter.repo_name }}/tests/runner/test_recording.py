@@ -4,6 +4,7 @@ timeline. Read back with the installed Kedro-Viz's own reader."""
 
 from __future__ import annotations
 
+import gc
 import json
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from kedro_viz.integrations.kedro.run_hooks import PipelineRunStatusHook
 
 from {{ cookiecutter.python_package }}.runner import DaskRunner
 from {{ cookiecutter.python_package }}.runner.compat import create_hook_manager
-from {{ cookiecutter.python_package }}.runner.recording import RunParamsHook
+from {{ cookiecutter.python_package }}.runner.recording import RunParamsHook, RunRecorder
 from {{ cookiecutter.python_package }}.runner.run_record import read_run_record
 from {{ cookiecutter.python_package }}.runner.worker import picklable_node_hooks
 
@@ -194,3 +195,27 @@ def test_recording_does_not_need_forwarded_logs(project, client_args):
     assert [n.node for n in read_run_record(record)] == ["double_node", "last_node"]
     assert set(_run_status(project).values()) == {"success"}
     assert len(_run_status(project)) == 3
+
+
+def test_the_run_s_files_are_written_with_the_garbage_collector_paused(
+    project, client_args, monkeypatch
+):
+    """Writing after a large run must not pay a collection of the driver's whole
+    heap; the collector is on again afterwards, as it was."""
+    collecting = []
+    real_write = RunRecorder._write
+
+    def write(recorder, error):
+        collecting.append(gc.isenabled())
+        real_write(recorder, error)
+
+    monkeypatch.setattr(RunRecorder, "_write", write)
+    record = project / "reports" / "run.json"
+
+    DaskRunner(client_args=client_args, run_record=str(record), progress=False).run(
+        _pipeline(), _catalog(project), _hooks()
+    )
+
+    assert collecting == [False]
+    assert gc.isenabled()
+    assert [n.node for n in read_run_record(record)] == ["double_node", "last_node"]

@@ -510,10 +510,10 @@ def test_retried_nodes_keep_their_last_run_and_retries():
 def test_moved_bytes_count_inputs_from_other_workers():
     pipeline = example_pipeline()
     where = {"scale": WORKERS[0], "sum": WORKERS[0], "count": WORKERS[1]}
-    records = [NodeRun(name, worker=w) for name, w in where.items()]
-    records.append(NodeRun("report", worker=WORKERS[0]))
     moved = run_record.moved_input_bytes(
-        records, pipeline, {"scaled@pandas": 1000, "rows": 8, "summary": 50}
+        {**where, "report": WORKERS[0]},
+        pipeline,
+        {"scaled@pandas": 1000, "rows": 8, "summary": 50},
     )
     assert moved == {"scale": 0, "sum": 0, "count": 1000, "report": 8}
 

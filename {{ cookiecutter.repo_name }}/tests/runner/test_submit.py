@@ -155,8 +155,10 @@ def test_held_futures_are_what_to_cancel_on_failure(tmp_path, client):
     del started
     token = dask_graph.token
     assert wait_until(
-        lambda: not any(
-            key[0].endswith(token)
-            for key in client.run_on_scheduler(scheduler_task_keys)
+        lambda: (
+            not any(
+                key[0].endswith(token)
+                for key in client.run_on_scheduler(scheduler_task_keys)
+            )
         )
     )

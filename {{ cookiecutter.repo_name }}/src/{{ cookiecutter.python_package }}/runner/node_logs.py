@@ -103,15 +103,18 @@ def _install(levels: tuple[tuple[str, int], ...]) -> _Collector:
     """
     with _install_lock:
         loggers = [logging.getLogger(name) for name, _ in levels]
-        collector = next(
-            (
-                handler
-                for logger in loggers
-                for handler in logger.handlers
-                if getattr(handler, _MARK, False)
-            ),
-            None,
-        ) or _Collector()
+        collector = (
+            next(
+                (
+                    handler
+                    for logger in loggers
+                    for handler in logger.handlers
+                    if getattr(handler, _MARK, False)
+                ),
+                None,
+            )
+            or _Collector()
+        )
         for logger, (_, level) in zip(loggers, levels, strict=True):
             if logger.level != level:  # setLevel clears every logger's cache
                 logger.setLevel(level)

@@ -19,12 +19,12 @@ The files are written by the driver: workers may not share its disk.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import queue
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -106,6 +106,24 @@ def measured(
             send(worker, topic, {**measure.message(), **extra})
 
 
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off while the run's files are written.
+
+    Writing builds a few objects per node, most freed as soon as they are used;
+    with the collector on, they trigger collections of the driver's whole heap
+    (Kedro, Dask, the project's libraries), a full one often enough: more than
+    the writing itself after a large run.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 class RunRecorder:
     """The driver's side: collects the nodes' measurements as they arrive and,
     when the run ends, writes the run's files.
@@ -163,7 +181,8 @@ class RunRecorder:
         if isinstance(exc, KeyboardInterrupt):
             return
         try:
-            self._write(exc)
+            with _collector_paused():
+                self._write(exc)
         except Exception as write_exc:  # noqa: BLE001 - never hide the run's result
             logger.warning("Could not write the run's record: %s", write_exc)
 
@@ -197,12 +216,7 @@ class RunRecorder:
         nbytes: dict[str, int] = {}
         for message in messages:
             nbytes.update(message.get("output_nbytes") or {})
-        records = node_runs(messages)
-        moved = moved_input_bytes(records, self._pipeline, nbytes)
-        # A record is copied only where the bytes differ (most nodes: none moved).
-        return [
-            r
-            if r.moved_bytes == (m := moved.get(r.node, 0))
-            else replace(r, moved_bytes=m)
-            for r in records
-        ]
+        # A node run more than once (retries): its last run counts, as in node_runs.
+        worker_of = {message["node"]: message["worker"] for message in messages}
+        moved = moved_input_bytes(worker_of, self._pipeline, nbytes)
+        return node_runs(messages, moved_bytes=moved)

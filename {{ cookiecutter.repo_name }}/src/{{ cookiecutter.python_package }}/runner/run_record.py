@@ -115,6 +115,7 @@ def node_id(node: Any) -> str:
     return _short_sha1(str(node))
 
 
+@functools.lru_cache(maxsize=4096)
 def dataset_id(name: str) -> str:
     """The id Kedro-Viz gives a dataset: its name, transcoding suffix stripped."""
     return _short_sha1(name.split("@", 1)[0])
@@ -412,17 +413,16 @@ def node_runs(
 
 
 def moved_input_bytes(
-    records: Iterable[NodeRun], pipeline: Any, nbytes: Mapping[str, int]
+    worker_of: Mapping[str, str], pipeline: Any, nbytes: Mapping[str, int]
 ) -> dict[str, int]:
     """Bytes of in-memory inputs each node received from another worker.
 
     Args:
-        records: The run's records (for the worker of each node).
+        worker_of: The worker each node ran on, by node name.
         pipeline: The Kedro pipeline that ran.
         nbytes: Size of each in-memory dataset passed between nodes (e.g. Dask's
             ``nbytes`` of the task that produced it); others are not counted.
     """
-    worker_of = {record.node: record.worker for record in records}
     producer = {output: n.name for n in pipeline.nodes for output in n.outputs}
     moved: dict[str, int] = {}
     for node in pipeline.nodes:

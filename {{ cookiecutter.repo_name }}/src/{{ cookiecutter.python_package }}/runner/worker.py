@@ -32,6 +32,7 @@ from .compat import (
     create_hook_manager,
     hold,
     scheduler_events,
+    taken,
 )
 from .node_logs import LogSettings, collect, messages_of, send
 from .recording import measured
@@ -372,7 +373,7 @@ class NodeTask:
                     is_async=context.is_async,
                     run_id=context.run_id,
                 ).execute()
-                outputs = {n: catalog[n].load() for n in self.memory_outputs}
+                outputs = {n: taken(catalog[n]) for n in self.memory_outputs}
                 if context.meter is not None:
                     extra["output_nbytes"] = {n: sizeof(v) for n, v in outputs.items()}
         except Exception as exc:

@@ -15,7 +15,13 @@ from kedro.pipeline import Pipeline, node
 from kedro.runner import SequentialRunner
 
 from {{ cookiecutter.python_package }}.runner import DaskRunner
-from {{ cookiecutter.python_package }}.runner.node_logs import LogSettings, collect, messages_of
+from {{ cookiecutter.python_package }}.runner.node_logs import (
+    LogSettings,
+    collect,
+    drain,
+    drained_by,
+    messages_of,
+)
 
 PACKAGE = "{{ cookiecutter.python_package }}"
 NODE_LOGGER = f"{PACKAGE}.pipelines.logging_test"  # a node module's logger
@@ -219,3 +225,36 @@ def test_node_messages_arrive_before_the_task_result(inspector):
     with pytest.raises(ValueError, match="failed after sending"):
         failing.result()
     assert set(range(1000, 1005)) <= _received(inspector, topic)
+
+
+def _send_later(topic: str, first: int, count: int) -> int:
+    """A task that sends ``count`` messages the driver needs only at the end."""
+    from distributed import get_worker
+
+    from {{ cookiecutter.python_package }}.runner.node_logs import send
+
+    for number in range(first, first + count):
+        send(get_worker(), topic, {"number": number}, later=True)
+    return count
+
+
+def test_messages_sent_later_all_arrive_before_the_drain_mark(inspector):
+    """Messages sent ``later`` wait on the worker to go many in one event; once
+    ``drain`` ran on every worker and its mark arrived, every message is in, and
+    in fewer events than tasks."""
+    topic = f"later-test-{uuid.uuid4().hex}"
+    inspector.gather(
+        [
+            inspector.submit(_send_later, topic, 10 * i, 10, pure=False)
+            for i in range(30)
+        ]
+    )
+
+    drained = inspector.run(drain, topic)
+
+    events = inspector.get_events(topic)
+    marks = [i for i, event in enumerate(events) if drained_by(event)]
+    assert sorted(drained_by(events[i]) for i in marks) == sorted(drained.values())
+    messages = [m["number"] for event in events[: marks[-1]] for m in messages_of(event)]
+    assert sorted(messages) == list(range(300))
+    assert len(events) - len(marks) < 30

@@ -544,6 +544,18 @@ def test_the_run_record_has_every_node_its_worker_and_times(project, tmp_path):
         assert {"retries", "moved_bytes", "run_time", "status"} <= set(entry)
     assert data["nodes"][-1]["traceback"]
     assert run_record.read_run_record(path) == records
+    # Indented, each node on a line of its own.
+    lines = path.read_text().splitlines()
+    assert lines[1] == '  "format": "kedro-dask-run-record",'
+    for node in data["nodes"]:
+        assert sum(f'"node": "{node["node"]}"' in line for line in lines) == 1
+
+
+def test_a_run_record_of_no_node_is_valid_json(tmp_path):
+    path = run_record.write_run_record([], tmp_path / "run.json", error="no worker")
+
+    data = json.loads(path.read_text())
+    assert (data["nodes"], data["status"], data["error"]) == ([], "failed", "no worker")
 
 
 def test_the_timeline_is_a_page_that_needs_no_server(project, tmp_path):

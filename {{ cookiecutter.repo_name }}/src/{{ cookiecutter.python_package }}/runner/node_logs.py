@@ -16,7 +16,11 @@ thread wakes the worker's event loop for each message, a quarter of a millisecon
 a node (``benchmarks/record_cost.py``). ``send`` leaves them in the worker's
 ``_Outbox``, which hands them to the scheduler when the loop next handles a task
 transition: the node task's own end at the latest, so they still arrive before
-its result or error, on the same stream.
+its result or error, on the same stream. Messages the driver needs only when the
+run ends (``later``: measurements) wait longer, for many to go in one event,
+since each event costs the worker, the scheduler and the driver more than the
+message does; when the run ends the driver has each worker send what it still
+holds (``drain``) and waits for the worker's mark that nothing is left.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -45,6 +50,12 @@ _MARK = "kedro_dask_node_logs"
 _OUTBOX = "kedro-dask-node-messages"
 # The key of the list of messages in an event ``send`` sends.
 _BATCH = "messages"
+# The key of the worker's address in the event ``drain`` ends with.
+_DRAINED = "drained"
+# ``later`` messages leave once this many wait on a worker or the oldest waited
+# this long (seconds), at the next task transition; else when drained.
+_LATER_COUNT = 500
+_LATER_AGE = 2.0
 
 
 @dataclass(frozen=True)
@@ -156,18 +167,22 @@ def _send(topic: str, event: dict[str, Any]) -> None:
     send(worker, topic, event)
 
 
-def send(worker: Worker, topic: str, message: dict[str, Any]) -> None:
+def send(
+    worker: Worker, topic: str, message: dict[str, Any], *, later: bool = False
+) -> None:
     """Send a node task's ``message`` to the driver on ``topic``, as a Dask event
-    the scheduler receives before the task's result or error.
+    the scheduler receives before the task's result or error; with ``later``, by
+    the time ``drain`` returns for ``topic`` on this worker.
 
     Called on the task's thread. The message waits in the worker's ``_Outbox``
-    until the worker's event loop next handles a task transition; only the first
-    messages on a worker, before its outbox is in place, go out at once. An event
-    carries one or more messages: read them with ``messages_of``.
+    until the worker's event loop next handles a task transition (``later``:
+    until many wait, or one waited long); only the first messages on a worker,
+    before its outbox is in place, go out at once. An event carries one or more
+    messages: read them with ``messages_of``.
     """
     outbox = worker.plugins.get(_OUTBOX)
     if outbox is not None:
-        outbox.put(topic, message)
+        outbox.put(topic, message, later)
         return
     worker.log_event(topic, {_BATCH: [message]})  # wakes the loop, which
     worker.loop.add_callback(_install_outbox, worker)  # installs the outbox
@@ -176,6 +191,28 @@ def send(worker: Worker, topic: str, message: dict[str, Any]) -> None:
 def messages_of(event: tuple[float, dict[str, Any]]) -> list[dict[str, Any]]:
     """The messages ``send`` sent in one Dask event, as the driver receives it."""
     return list(event[1][_BATCH])
+
+
+def drain(topic: str, dask_worker: Worker) -> str:
+    """On a worker's event loop (``Client.run``): send every message waiting for
+    ``topic``, then an event marking that none is left (``drained_by``).
+
+    Both go on the worker's stream to the scheduler, in this order, after any
+    message sent before: a driver that has the mark has every message.
+
+    Returns:
+        The worker's address.
+    """
+    outbox = dask_worker.plugins.get(_OUTBOX)
+    if outbox is not None:
+        outbox.flush(everything=True)
+    dask_worker.log_event(topic, {_BATCH: [], _DRAINED: dask_worker.address})
+    return dask_worker.address
+
+
+def drained_by(event: tuple[float, dict[str, Any]]) -> str | None:
+    """The worker whose ``drain`` mark ``event`` is, or ``None``."""
+    return event[1].get(_DRAINED)
 
 
 def _install_outbox(worker: Worker) -> None:
@@ -190,33 +227,55 @@ class _Outbox(WorkerPlugin):
     A plugin of the worker, so it hears of every task transition, on the event
     loop, before the worker tells the scheduler about it: a task ending
     (``executing`` to ``memory`` or ``error``) hands what its nodes sent to the
-    scheduler first, one event per topic (a chain's nodes: one event). Lives in
-    the worker's plugins, not in this module, so copies of the module
-    (``ship_code``) share it.
+    scheduler first, one event per topic (a chain's nodes: one event); messages
+    sent ``later`` wait for ``_LATER_COUNT`` of them or ``_LATER_AGE`` seconds,
+    or for ``drain``. Lives in the worker's plugins, not in this module, so
+    copies of the module (``ship_code``) share it.
     """
 
     def __init__(self, worker: Worker):
         self._worker = worker
         self._lock = threading.Lock()
-        self._messages: dict[str, list[dict[str, Any]]] = {}
+        self._now: dict[str, list[dict[str, Any]]] = {}
+        self._later: dict[str, list[dict[str, Any]]] = {}
+        self._later_count = 0
+        self._later_since = 0.0
 
-    def put(self, topic: str, message: dict[str, Any]) -> None:
-        """From a task thread: keep ``message`` for the next transition."""
+    def put(self, topic: str, message: dict[str, Any], later: bool = False) -> None:
+        """From a task thread: keep ``message`` for the next transition (or, with
+        ``later``, one of the next)."""
         with self._lock:
-            self._messages.setdefault(topic, []).append(message)
+            if not later:
+                self._now.setdefault(topic, []).append(message)
+                return
+            if not self._later_count:
+                self._later_since = time.monotonic()
+            self._later.setdefault(topic, []).append(message)
+            self._later_count += 1
 
     def transition(self, key: Any, start: str, finish: str, **kwargs: Any) -> None:
-        if self._messages:
+        if self._now or self._later_due():
             self.flush()
 
     def teardown(self, worker: Worker) -> None:
         with suppress(Exception):  # the worker is closing: its stream may be gone
-            self.flush()
+            self.flush(everything=True)
 
-    def flush(self) -> None:
-        """On the event loop: hand the waiting messages to the scheduler's stream."""
+    def _later_due(self) -> bool:
+        return self._later_count >= _LATER_COUNT or (
+            self._later_count > 0
+            and time.monotonic() - self._later_since >= _LATER_AGE
+        )
+
+    def flush(self, everything: bool = False) -> None:
+        """On the event loop: hand the waiting messages to the scheduler's stream
+        (the ``later`` ones when due, or with ``everything``)."""
         with self._lock:
-            waiting, self._messages = self._messages, {}
+            waiting, self._now = self._now, {}
+            if everything or self._later_due():
+                for topic, messages in self._later.items():
+                    waiting.setdefault(topic, []).extend(messages)
+                self._later, self._later_count = {}, 0
         for topic, messages in waiting.items():
             try:
                 self._worker.log_event(topic, {_BATCH: messages})

@@ -2,10 +2,10 @@
 and a timeline.
 
 The workers measure each node (``run_record.RunMeter``: start, end, run time,
-status, error, datasets) and send the measurement to the driver as a Dask event
-when the node ends (``measured``, through ``node_logs.send``). The driver collects
-them as they arrive (``RunRecorder``) and, when the run ends, successful or not,
-writes:
+status, error, datasets) and send the measurement to the driver in Dask events,
+many measurements an event (``measured``, through ``node_logs.send``). The driver
+collects them as they arrive (``RunRecorder``) and, when the run ends, successful
+or not, has the workers send the rest, then writes:
 
 - the events file Kedro-Viz's Workflow view reads, as Kedro-Viz's own hook writes
   it for ``SequentialRunner`` runs, when kedro-viz is installed and the run is
@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from kedro.framework.hooks import hook_impl
 from kedro.utils import find_kedro_project
 
-from .node_logs import messages_of, send
+from .node_logs import drain, drained_by, messages_of, send
 from .run_record import (
     RunMeter,
     moved_input_bytes,
@@ -49,6 +49,9 @@ if TYPE_CHECKING:
     from pluggy import PluginManager
 
 logger = logging.getLogger(__name__)
+
+# Seconds the driver waits, when a run ends, for the measurements workers hold.
+_DRAIN_TIMEOUT = 10.0
 
 
 class RunParamsHook:
@@ -103,7 +106,7 @@ def measured(
             yield extra
         finally:
             measure.end = time.time()
-            send(worker, topic, {**measure.message(), **extra})
+            send(worker, topic, {**measure.message(), **extra}, later=True)
 
 
 @contextmanager
@@ -130,10 +133,10 @@ class RunRecorder:
 
     A subscription to the run's topic, not the scheduler's event log at the end:
     the log keeps only the last ``distributed.admin.low-level-log-length`` (1000)
-    events of a topic. A worker sends a node's measurement before the node's
-    result or error, on the same stream, and the scheduler passes both on in that
-    order: when the driver learns that the run ended, it holds every measurement
-    of it.
+    events of a topic. Workers hold measurements back to send many in one event;
+    when the run ends, each is asked to send what it holds, then a mark
+    (``node_logs.drain``), on the stream its earlier events took: once every
+    mark is in, the driver holds every measurement of the run.
 
     Args:
         client: The run's client.
@@ -162,6 +165,7 @@ class RunRecorder:
         self._arrived: queue.SimpleQueue[tuple[float, dict[str, Any]]] = (
             queue.SimpleQueue()
         )
+        self._received: list[tuple[float, dict[str, Any]]] = []
 
     @staticmethod
     def wanted(run_params: Mapping[str, Any] | None, record_path: str | None) -> bool:
@@ -176,6 +180,8 @@ class RunRecorder:
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         if self._topic is None:
             return
+        if not isinstance(exc, KeyboardInterrupt):
+            self._drain()
         with contextlib.suppress(Exception):  # e.g. the scheduler is gone
             self._client.unsubscribe_topic(self._topic)
         if isinstance(exc, KeyboardInterrupt):
@@ -206,13 +212,37 @@ class RunRecorder:
             write_timeline(records, path.with_suffix(".html"))
             logger.info("Run record: %s, timeline: %s", path, path.with_suffix(".html"))
 
+    def _drain(self) -> None:
+        """Have every worker send the measurements it still holds; wait for the
+        marks that say they all arrived (at most ``_DRAIN_TIMEOUT`` seconds)."""
+        if self._client.status != "running":  # the scheduler is gone
+            return
+        try:
+            answers = self._client.run(drain, self._topic, on_error="return")
+        except Exception:  # noqa: BLE001 - e.g. the scheduler is gone: write what came
+            return
+        waiting = {a for a in answers.values() if isinstance(a, str)}
+        deadline = time.monotonic() + _DRAIN_TIMEOUT
+        while waiting and (left := deadline - time.monotonic()) > 0:
+            with contextlib.suppress(queue.Empty):
+                event = self._arrived.get(timeout=left)
+                self._received.append(event)
+                waiting.discard(drained_by(event))
+        if waiting:
+            logger.warning(
+                "The run's record may miss nodes: no word from Dask worker(s) %s "
+                "within %s s.",
+                ", ".join(sorted(waiting)),
+                _DRAIN_TIMEOUT,
+            )
+
     def _records(self) -> list[Any]:
-        messages = []
         while True:
             try:
-                messages.extend(messages_of(self._arrived.get_nowait()))
+                self._received.append(self._arrived.get_nowait())
             except queue.Empty:
                 break
+        messages = [m for event in self._received for m in messages_of(event)]
         nbytes: dict[str, int] = {}
         for message in messages:
             nbytes.update(message.get("output_nbytes") or {})

@@ -753,7 +753,19 @@ def write_run_record(
     since the epoch, worker's clock), duration, run time, retries, moved bytes,
     status, error and datasets. ``read_run_record`` reads it back."""
     data = run_record(records, run_id=run_id, start=start, end=end, error=error)
-    return _write_text(Path(path), json.dumps(data, indent=2))
+    return _write_text(Path(path), _one_node_a_line(data))
+
+
+def _one_node_a_line(data: Mapping[str, Any]) -> str:
+    """The record as indented JSON with each node on a line of its own.
+
+    As readable as ``indent=2`` for a run of many nodes, and written by json's C
+    encoder, which takes no indent: the pure-Python one cost the driver ~0.1 ms a
+    node.
+    """
+    head = json.dumps({k: v for k, v in data.items() if k != "nodes"}, indent=2)
+    nodes = ",\n    ".join(json.dumps(node) for node in data["nodes"])
+    return f'{head[:-2]},\n  "nodes": [\n    {nodes}\n  ]\n}}\n'
 
 
 def read_run_record(path: str | Path) -> list[NodeRun]:

@@ -255,6 +255,8 @@ def test_messages_sent_later_all_arrive_before_the_drain_mark(inspector):
     events = inspector.get_events(topic)
     marks = [i for i, event in enumerate(events) if drained_by(event)]
     assert sorted(drained_by(events[i]) for i in marks) == sorted(drained.values())
-    messages = [m["number"] for event in events[: marks[-1]] for m in messages_of(event)]
+    messages = [
+        m["number"] for event in events[: marks[-1]] for m in messages_of(event)
+    ]
     assert sorted(messages) == list(range(300))
     assert len(events) - len(marks) < 30

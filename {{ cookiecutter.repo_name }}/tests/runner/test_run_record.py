@@ -547,8 +547,8 @@ def test_the_run_record_has_every_node_its_worker_and_times(project, tmp_path):
     # Indented, each node on a line of its own.
     lines = path.read_text().splitlines()
     assert lines[1] == '  "format": "kedro-dask-run-record",'
-    for node in data["nodes"]:
-        assert sum(f'"node": "{node["node"]}"' in line for line in lines) == 1
+    for entry in data["nodes"]:
+        assert sum(f'"node": "{entry["node"]}"' in line for line in lines) == 1
 
 
 def test_a_run_record_of_no_node_is_valid_json(tmp_path):

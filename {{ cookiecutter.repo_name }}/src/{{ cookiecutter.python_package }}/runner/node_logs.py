@@ -263,8 +263,7 @@ class _Outbox(WorkerPlugin):
 
     def _later_due(self) -> bool:
         return self._later_count >= _LATER_COUNT or (
-            self._later_count > 0
-            and time.monotonic() - self._later_since >= _LATER_AGE
+            self._later_count > 0 and time.monotonic() - self._later_since >= _LATER_AGE
         )
 
     def flush(self, everything: bool = False) -> None:

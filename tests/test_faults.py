@@ -13,6 +13,7 @@ import them like any project code.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
@@ -1023,14 +1024,19 @@ def test_the_only_worker_a_node_can_use_leaves_mid_run(rendered_project, tmp_pat
     assert took < 30, f"{took:.1f} s\n{result.describe()}"
 
 
+@pytest.mark.parametrize("recorded", [False, True], ids=["plain", "run_record"])
 def test_scheduler_killed_mid_run_names_it_and_what_finished(
-    rendered_project, tmp_path
+    rendered_project, tmp_path, recorded
 ):
     """SIGKILL the scheduler while the slow node runs: one line saying the
     scheduler at that address was lost, which nodes had finished, Kedro's resume
-    hint above it, and an exit bounded by the connect timeout."""
+    hint above it, and an exit bounded by the connect timeout. With a run record
+    asked for, the same: collecting the workers' measurements at the end does
+    not wait for the lost scheduler, and the record holds what finished."""
     project = fault_project(rendered_project, tmp_path / "project")
     marker = tmp_path / "slow.jsonl"
+    record = tmp_path / "record" / "run.json"
+    options = [f"run_record={record}"] if recorded else []
     with (
         dask_cluster(project, n_workers=2) as doomed,
         background_kedro(
@@ -1038,11 +1044,13 @@ def test_scheduler_killed_mid_run_names_it_and_what_finished(
             *("run", "--env", "dask", "--pipelines", "slowsave"),
             "--params",
             f"slowsave_sleep=60,slowsave_marker={marker}",
-            *dask_run_args(doomed.address, "client_args.timeout=5"),
+            *dask_run_args(doomed.address, "client_args.timeout=5", *options),
             log=tmp_path / "kedro.log",
         ) as run,
     ):
         _wait_for_marker(run, marker)
+        if recorded:  # workers send measurements within a quarter of a second
+            time.sleep(1)
         _kill_group(doomed.scheduler, signal.SIGKILL)
         killed = time.monotonic()
         result = run.wait(timeout=60)
@@ -1051,6 +1059,9 @@ def test_scheduler_killed_mid_run_names_it_and_what_finished(
     assert "make_numbers_node" in line, line  # it finished before the slow node
     assert "--from-nodes" in result.output, result.describe()
     assert took < 20, f"{took:.1f} s\n{result.describe()}"
+    if recorded:
+        nodes = [n["node"] for n in json.loads(record.read_text())["nodes"]]
+        assert "make_numbers_node" in nodes, result.describe()
 
 
 def test_a_node_that_kills_its_workers_is_named_in_one_line(rendered_project, tmp_path):

@@ -4,6 +4,8 @@ Dask: when an upgrade changes it, the failing test names the function."""
 
 from __future__ import annotations
 
+import asyncio
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -19,6 +21,7 @@ from {{ cookiecutter.python_package }}.runner.compat import (
     hold,
     memory_copy_mode,
     named_graph,
+    run_on_workers,
     scheduler_events,
     store,
     taken,
@@ -133,3 +136,21 @@ def test_a_task_reads_the_scheduler_s_events_of_a_topic(inspector):
     assert future.result() == ["noted"]
     with pytest.raises(ValueError):  # not on a worker
         scheduler_events("kedro-compat-test")
+
+
+def _address(dask_worker) -> str:
+    return dask_worker.address
+
+
+async def _never_done() -> None:
+    await asyncio.sleep(60)
+
+
+def test_run_on_workers_answers_for_each_worker_or_gives_up(
+    inspector, worker_addresses
+):
+    answers = run_on_workers(inspector, _address, timeout=10)
+    assert answers == {address: address for address in worker_addresses}
+
+    with pytest.raises(TimeoutError):  # not an answer after a minute
+        run_on_workers(inspector, _never_done, timeout=0.5)

@@ -23,6 +23,8 @@ from {{ cookiecutter.python_package }}.runner.node_logs import (
     messages_of,
 )
 
+from .conftest import wait_until
+
 PACKAGE = "{{ cookiecutter.python_package }}"
 NODE_LOGGER = f"{PACKAGE}.pipelines.logging_test"  # a node module's logger
 
@@ -260,3 +262,15 @@ def test_messages_sent_later_all_arrive_before_the_drain_mark(inspector):
     ]
     assert sorted(messages) == list(range(300))
     assert len(events) - len(marks) < 30
+
+
+def test_messages_sent_later_leave_the_worker_without_a_drain(inspector):
+    """A worker that runs nothing more still sends what it holds, soon after the
+    first message waiting (a timer, not the next task): a driver that loses its
+    scheduler before draining still has the measurements of what finished."""
+    topic = f"later-test-{uuid.uuid4().hex}"
+    inspector.gather(
+        [inspector.submit(_send_later, topic, 10 * i, 10, pure=False) for i in range(4)]
+    )
+
+    assert wait_until(lambda: _received(inspector, topic) == set(range(40)), 10)

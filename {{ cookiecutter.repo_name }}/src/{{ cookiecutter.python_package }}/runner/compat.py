@@ -18,6 +18,9 @@ from kedro.io import MemoryDataset
 from kedro.io.memory_dataset import _copy_with_mode
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from distributed import Client
     from kedro.io import DataCatalog
     from pluggy import PluginManager
 
@@ -102,6 +105,20 @@ def named_graph(graph: Any, name: str) -> Any:
     if isinstance(graph, dict):
         return LLGExpr(graph, _determ_token=name)
     return graph
+
+
+def run_on_workers(
+    client: Client, function: Callable[..., Any], *args: Any, timeout: float
+) -> dict[str, Any]:
+    """``Client.run(function, *args, on_error="return")``, given up after
+    ``timeout`` seconds (``TimeoutError``).
+
+    ``Client.run`` takes no timeout: with a scheduler that has just gone, it waits
+    for the connect timeout (30 s by default) before it fails.
+    """
+    return client.sync(  # type: ignore[no-any-return]
+        client._run, function, *args, on_error="return", callback_timeout=timeout
+    )
 
 
 def scheduler_events(topic: str) -> tuple[tuple[float, Any], ...]:

@@ -17,10 +17,11 @@ a node (``benchmarks/record_cost.py``). ``send`` leaves them in the worker's
 ``_Outbox``, which hands them to the scheduler when the loop next handles a task
 transition: the node task's own end at the latest, so they still arrive before
 its result or error, on the same stream. Messages the driver needs only when the
-run ends (``later``: measurements) wait longer, for many to go in one event,
-since each event costs the worker, the scheduler and the driver more than the
-message does; when the run ends the driver has each worker send what it still
-holds (``drain``) and waits for the worker's mark that nothing is left.
+run ends (``later``: measurements) wait up to a quarter of a second, for many to
+go in one event, since each event costs the worker, the scheduler and the driver
+more than the message does; when the run ends the driver has each worker send
+what it still holds (``drain``) and waits for the worker's mark that nothing is
+left.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -52,10 +52,10 @@ _OUTBOX = "kedro-dask-node-messages"
 _BATCH = "messages"
 # The key of the worker's address in the event ``drain`` ends with.
 _DRAINED = "drained"
-# ``later`` messages leave once this many wait on a worker or the oldest waited
-# this long (seconds), at the next task transition; else when drained.
+# ``later`` messages leave at the next task transition once this many wait on a
+# worker, and at the latest this many seconds after the first of them was sent.
 _LATER_COUNT = 500
-_LATER_AGE = 2.0
+_LATER_AGE = 0.25
 
 
 @dataclass(frozen=True)
@@ -176,7 +176,7 @@ def send(
 
     Called on the task's thread. The message waits in the worker's ``_Outbox``
     until the worker's event loop next handles a task transition (``later``:
-    until many wait, or one waited long); only the first messages on a worker,
+    until many wait, or ``_LATER_AGE``); only the first messages on a worker,
     before its outbox is in place, go out at once. An event carries one or more
     messages: read them with ``messages_of``.
     """
@@ -228,9 +228,10 @@ class _Outbox(WorkerPlugin):
     loop, before the worker tells the scheduler about it: a task ending
     (``executing`` to ``memory`` or ``error``) hands what its nodes sent to the
     scheduler first, one event per topic (a chain's nodes: one event); messages
-    sent ``later`` wait for ``_LATER_COUNT`` of them or ``_LATER_AGE`` seconds,
-    or for ``drain``. Lives in the worker's plugins, not in this module, so
-    copies of the module (``ship_code``) share it.
+    sent ``later`` wait for ``_LATER_COUNT`` of them, ``_LATER_AGE`` seconds (a
+    timer on the loop, set by the first of them), or ``drain``. Lives in the
+    worker's plugins, not in this module, so copies of the module
+    (``ship_code``) share it.
     """
 
     def __init__(self, worker: Worker):
@@ -239,7 +240,6 @@ class _Outbox(WorkerPlugin):
         self._now: dict[str, list[dict[str, Any]]] = {}
         self._later: dict[str, list[dict[str, Any]]] = {}
         self._later_count = 0
-        self._later_since = 0.0
 
     def put(self, topic: str, message: dict[str, Any], later: bool = False) -> None:
         """From a task thread: keep ``message`` for the next transition (or, with
@@ -248,30 +248,31 @@ class _Outbox(WorkerPlugin):
             if not later:
                 self._now.setdefault(topic, []).append(message)
                 return
-            if not self._later_count:
-                self._later_since = time.monotonic()
             self._later.setdefault(topic, []).append(message)
             self._later_count += 1
+            first = self._later_count == 1
+        if first:  # wakes the loop: once per batch, not per message
+            self._worker.loop.add_callback(self._set_timer)
+
+    def _set_timer(self) -> None:
+        """On the event loop: send the ``later`` messages in ``_LATER_AGE``."""
+        self._worker.loop.call_later(_LATER_AGE, self.flush, True)
 
     def transition(self, key: Any, start: str, finish: str, **kwargs: Any) -> None:
-        if self._now or self._later_due():
+        if self._now or self._later_count >= _LATER_COUNT:
             self.flush()
 
     def teardown(self, worker: Worker) -> None:
         with suppress(Exception):  # the worker is closing: its stream may be gone
             self.flush(everything=True)
 
-    def _later_due(self) -> bool:
-        return self._later_count >= _LATER_COUNT or (
-            self._later_count > 0 and time.monotonic() - self._later_since >= _LATER_AGE
-        )
-
     def flush(self, everything: bool = False) -> None:
         """On the event loop: hand the waiting messages to the scheduler's stream
-        (the ``later`` ones when due, or with ``everything``)."""
+        (the ``later`` ones too when ``_LATER_COUNT`` wait, or with
+        ``everything``)."""
         with self._lock:
             waiting, self._now = self._now, {}
-            if everything or self._later_due():
+            if everything or self._later_count >= _LATER_COUNT:
                 for topic, messages in self._later.items():
                     waiting.setdefault(topic, []).extend(messages)
                 self._later, self._later_count = {}, 0

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from kedro.framework.hooks import hook_impl
 from kedro.utils import find_kedro_project
 
+from .compat import run_on_workers
 from .node_logs import drain, drained_by, messages_of, send
 from .run_record import (
     RunMeter,
@@ -217,12 +218,14 @@ class RunRecorder:
         marks that say they all arrived (at most ``_DRAIN_TIMEOUT`` seconds)."""
         if self._client.status != "running":  # the scheduler is gone
             return
+        deadline = time.monotonic() + _DRAIN_TIMEOUT
         try:
-            answers = self._client.run(drain, self._topic, on_error="return")
+            answers = run_on_workers(
+                self._client, drain, self._topic, timeout=_DRAIN_TIMEOUT
+            )
         except Exception:  # noqa: BLE001 - e.g. the scheduler is gone: write what came
             return
         waiting = {a for a in answers.values() if isinstance(a, str)}
-        deadline = time.monotonic() + _DRAIN_TIMEOUT
         while waiting and (left := deadline - time.monotonic()) > 0:
             with contextlib.suppress(queue.Empty):
                 event = self._arrived.get(timeout=left)

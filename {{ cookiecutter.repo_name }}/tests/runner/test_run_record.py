@@ -10,8 +10,11 @@ files are read by the installed Kedro-Viz's own reader, whose answers must agree
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import re
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -556,6 +559,34 @@ def test_a_run_record_of_no_node_is_valid_json(tmp_path):
 
     data = json.loads(path.read_text())
     assert (data["nodes"], data["status"], data["error"]) == ([], "failed", "no worker")
+
+
+_PREPARE_TIMELINE = """
+import sys
+from {{ cookiecutter.python_package }}.runner.run_record import prepare_timeline
+assert "bokeh" not in sys.modules
+thread = prepare_timeline()
+assert thread.daemon
+thread.join(60)
+assert {"bokeh.embed", "bokeh.models", "bokeh.plotting", "bokeh.resources"} <= set(
+    sys.modules
+)
+"""
+
+
+def test_bokeh_is_imported_in_the_background_for_the_timeline():
+    """A run asked for its record starts importing bokeh while it runs (in a
+    fresh process: this one may have imported bokeh already)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    result = subprocess.run(
+        [sys.executable, "-c", _PREPARE_TIMELINE],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
 
 
 def test_the_timeline_is_a_page_that_needs_no_server(project, tmp_path):

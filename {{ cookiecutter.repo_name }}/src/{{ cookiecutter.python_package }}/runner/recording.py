@@ -37,6 +37,7 @@ from .run_record import (
     RunMeter,
     moved_input_bytes,
     node_runs,
+    prepare_timeline,
     viz_events_path,
     viz_events_wanted,
     write_run_record,
@@ -176,6 +177,8 @@ class RunRecorder:
     def __enter__(self) -> RunRecorder:
         if self._topic is not None:
             self._client.subscribe_topic(self._topic, self._arrived.put)
+        if self._record_path:
+            prepare_timeline()
         return self
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:

@@ -864,6 +864,24 @@ def _draw_nodes(plot: Any, source: Any) -> None:
     plot.add_tools(HoverTool(tooltips=_TIMELINE_TOOLTIPS))
 
 
+def _import_bokeh() -> None:
+    """Import what ``write_timeline`` uses of bokeh."""
+    import bokeh.embed
+    import bokeh.models
+    import bokeh.plotting
+    import bokeh.resources  # noqa: F401
+
+
+def prepare_timeline() -> threading.Thread:
+    """Import bokeh in a background thread, while the run goes on: a second of a
+    fresh process's time that the run's end would otherwise wait for."""
+    thread = threading.Thread(
+        target=_import_bokeh, name="kedro-dask-import-bokeh", daemon=True
+    )
+    thread.start()
+    return thread
+
+
 def write_timeline(
     records: Sequence[NodeRun], path: str | Path, *, title: str = "Dask run"
 ) -> Path:

@@ -25,6 +25,7 @@ Every process a test starts is stopped when it ends, whatever the outcome.
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import shlex
 import subprocess
@@ -71,6 +72,8 @@ RUN_TIMEOUT = 180  # one ``kedro run`` of the example pipeline, on a loaded mach
 ERROR_TIMEOUT = 120  # a ``kedro run`` expected to stop before running anything
 EXAMPLE_PIPELINES = "data_processing,data_science,reporting"
 N_EXAMPLE_NODES = 14
+# Where Kedro-Viz reads a project's last run (its hook and DaskRunner write it).
+VIZ_EVENTS = Path(".viz") / "kedro_pipeline_events.json"
 TRAIN_NODES = [f"{m}.train_model_node" for m in ("linear", "ridge", "polynomial")]
 GPU_TAGGED_NODES = [f"gpu_work_{i}_node" for i in range(4)]
 
@@ -681,7 +684,7 @@ def _bare_run(
 
 
 def test_code_shipping_to_workers_without_the_project(
-    bare_cluster, bare_workdir, ship_project, sequential_project
+    bare_cluster, bare_workdir, ship_project, sequential_project, node_names
 ):
     # The workers' folder and environment cannot import the project.
     check = run_cmd(
@@ -716,6 +719,12 @@ def test_code_shipping_to_workers_without_the_project(
     assert f"Shipped package '{PACKAGE}'" in result.output, result.describe()
     outputs = assert_same_outputs(sequential_project, ship_project)
     assert_has_csv_and_parquet(outputs)
+    # Every node is in Kedro-Viz's file: the workers' last measurements were
+    # collected while the shipped code was still there.
+    assert "may miss nodes" not in result.output, result.describe()
+    events = json.loads((ship_project / VIZ_EVENTS).read_text())
+    ran = {event["node"] for event in events if event["event"] == "after_node_run"}
+    assert ran == set(node_names), result.describe()
 
 
 def test_shipped_code_does_not_outlive_the_run(bare_cluster, ship_project):

@@ -28,11 +28,16 @@ def _finalise(exc: BaseException) -> None:
 
 @pytest.fixture
 def seen(monkeypatch):
-    """The unraisable exceptions that reach the hook installed before the test."""
+    """The unraisable exceptions of ``_RaisesWhenCollected`` finalisers that reach
+    the hook installed before the test (not those of other garbage that a
+    collection happens to finalise, left by earlier tests)."""
     unraisables: list[BaseException] = []
-    monkeypatch.setattr(
-        sys, "unraisablehook", lambda u: unraisables.append(u.exc_value)
-    )
+
+    def hook(unraisable) -> None:
+        if unraisable.object is _RaisesWhenCollected.__del__:
+            unraisables.append(unraisable.exc_value)
+
+    monkeypatch.setattr(sys, "unraisablehook", hook)
     return unraisables
 
 

@@ -200,6 +200,17 @@ class DaskRunner(AbstractRunner):
                 dask_graph,
                 self._cluster.worker_wait if self._workers_may_arrive else 0,
             )
+            stack.enter_context(
+                run_services(
+                    client,
+                    self._options,
+                    workers_are_local=workers_are_local,
+                    package_name=_package_name(),
+                    token=dask_graph.token,
+                )
+            )
+            # Ends before the services: its workers still have the shipped code
+            # when it collects their measurements.
             record_topic, run_params = recording
             stack.enter_context(
                 RunRecorder(
@@ -208,15 +219,6 @@ class DaskRunner(AbstractRunner):
                     pipeline,
                     run_params,
                     self._options.run_record,
-                )
-            )
-            stack.enter_context(
-                run_services(
-                    client,
-                    self._options,
-                    workers_are_local=workers_are_local,
-                    package_name=_package_name(),
-                    token=dask_graph.token,
                 )
             )
             progress = stack.enter_context(

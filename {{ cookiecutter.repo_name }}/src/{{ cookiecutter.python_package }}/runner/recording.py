@@ -219,14 +219,15 @@ class RunRecorder:
     def _drain(self) -> None:
         """Have every worker send the measurements it still holds; wait for the
         marks that say they all arrived (at most ``_DRAIN_TIMEOUT`` seconds)."""
-        if self._client.status != "running":  # the scheduler is gone
-            return
+        if self._client.status != "running":  # the scheduler is gone: the run
+            return  # fails saying so; the record keeps what arrived
         deadline = time.monotonic() + _DRAIN_TIMEOUT
         try:
             answers = run_on_workers(
                 self._client, drain, self._topic, timeout=_DRAIN_TIMEOUT
             )
-        except Exception:  # noqa: BLE001 - e.g. the scheduler is gone: write what came
+        except Exception as exc:  # noqa: BLE001 - write what came
+            logger.warning("The run's record may miss nodes: %s", exc or repr(exc))
             return
         waiting = {a for a in answers.values() if isinstance(a, str)}
         while waiting and (left := deadline - time.monotonic()) > 0:
@@ -234,12 +235,16 @@ class RunRecorder:
                 event = self._arrived.get(timeout=left)
                 self._received.append(event)
                 waiting.discard(drained_by(event))
-        if waiting:
+        missed = {
+            address: f"{type(answer).__name__}: {answer}"
+            for address, answer in answers.items()
+            if not isinstance(answer, str)
+        }
+        missed.update(dict.fromkeys(waiting, f"no answer within {_DRAIN_TIMEOUT} s"))
+        if missed:
             logger.warning(
-                "The run's record may miss nodes: no word from Dask worker(s) %s "
-                "within %s s.",
-                ", ".join(sorted(waiting)),
-                _DRAIN_TIMEOUT,
+                "The run's record may miss nodes of Dask worker(s) %s",
+                "; ".join(f"{address} ({why})" for address, why in missed.items()),
             )
 
     def _records(self) -> list[Any]:

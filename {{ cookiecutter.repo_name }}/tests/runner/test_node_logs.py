@@ -254,8 +254,15 @@ def test_messages_sent_later_all_arrive_before_the_drain_mark(inspector):
 
     drained = inspector.run(drain, topic)
 
+    def marks_in(events) -> list[int]:
+        return [i for i, event in enumerate(events) if drained_by(event)]
+
+    # The marks travel on each worker's stream: the driver waits for them too.
+    assert wait_until(
+        lambda: len(marks_in(inspector.get_events(topic))) == len(drained), 10
+    )
     events = inspector.get_events(topic)
-    marks = [i for i, event in enumerate(events) if drained_by(event)]
+    marks = marks_in(events)
     assert sorted(drained_by(events[i]) for i in marks) == sorted(drained.values())
     messages = [
         m["number"] for event in events[: marks[-1]] for m in messages_of(event)

@@ -13,6 +13,7 @@ Adds ``kedro dask scheduler`` and ``kedro dask worker``, which start Dask's own
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 import os
 import subprocess
@@ -20,6 +21,7 @@ import sys
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 import click
@@ -31,6 +33,7 @@ from kedro.utils import load_obj
 
 from .runner import DaskRunner, DaskRunnerError
 from .runner.addresses import SchedulerAddress, check_joinable, refuse_plaintext
+from .runner.cluster import start_worker_forkserver
 from .runner.services import RunOptions
 
 if TYPE_CHECKING:
@@ -91,8 +94,32 @@ def run(metadata: ProjectMetadata, **options: Any) -> dict[str, Any]:
                 runner_class, parameters, options["runner_params"]
             )
         _check_fits(runner_class, options["runner_params"], "--runner-params")
+        if _is_dask_runner(runner_class):
+            # An embedded cluster's workers fork from a forkserver that imports
+            # what they will need while Kedro loads the project.
+            start_worker_forkserver(
+                options["runner_params"]["client_args"],
+                _pipeline_modules(metadata.package_name),
+            )
         result: dict[str, Any] = kedro_run.callback(**options)
     return result
+
+
+def _pipeline_modules(package: str) -> list[str]:
+    """The modules of the project's pipelines, found as Kedro's ``find_pipelines``
+    finds them, without importing them: ``<package>.pipeline`` and each package
+    under ``<package>.pipelines``."""
+    modules = [f"{package}.pipeline"]
+    spec = importlib.util.find_spec(f"{package}.pipelines")
+    for location in (spec and spec.submodule_search_locations) or []:
+        modules.extend(
+            f"{package}.pipelines.{path.name}"
+            for path in sorted(Path(location).iterdir())
+            if path.is_dir()
+            and path.name != "__pycache__"
+            and not path.name.startswith(".")
+        )
+    return modules
 
 
 def _instantiate_runner(

@@ -21,6 +21,7 @@ from {{ cookiecutter.python_package }}.cli import (
     _dask_client,
     _environment_parameters,
     _instantiate_runner,
+    _pipeline_modules,
     _runner_params,
     scheduler_command,
     worker_command,
@@ -213,6 +214,20 @@ def test_dask_env_parameters_are_read_with_nested_runtime_params(metadata):
     assert "raw_data" in parameters  # base parameters are still there
     merged = _runner_params(DaskRunner, parameters, {})
     assert merged["client_args"] == {"address": ADDRESS, "timeout": 2}
+
+
+def test_the_pipelines_workers_preload_are_those_kedro_finds(metadata):
+    """What ``kedro run`` has the embedded cluster's forkserver import: the
+    project's pipelines, as Kedro's ``find_pipelines`` finds them."""
+    from kedro.framework.project import find_pipelines
+
+    package = metadata.package_name
+    pipelines = sorted(set(find_pipelines(raise_errors=True)) - {"__default__"})
+    assert pipelines  # the example's
+    assert _pipeline_modules(package) == [
+        f"{package}.pipeline",
+        *(f"{package}.pipelines.{name}" for name in pipelines),
+    ]
 
 
 def test_default_env_has_no_dask_client(metadata):

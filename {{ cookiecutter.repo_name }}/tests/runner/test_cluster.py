@@ -317,6 +317,59 @@ def test_the_first_cluster_of_a_process_forks_its_workers_later_ones_spawn():
     assert "forkserver" not in second, second
 
 
+_FORKSERVER_STARTED_FIRST = """
+import importlib, json, os, pathlib, sys, tempfile, psutil
+cluster = importlib.import_module(sys.argv[1])
+modules = pathlib.Path(tempfile.mkdtemp())
+(modules / "probe_module.py").write_text("")
+(modules / "broken_at_import.py").write_text("raise RuntimeError('boom')")
+sys.path.insert(0, str(modules))
+environ = dict(os.environ)
+cluster.start_worker_forkserver({}, ["probe_module", "broken_at_import"])
+assert dict(os.environ) == environ  # the driver's, as it was
+
+def state(names):
+    return {
+        "imported": sorted(name for name in names if name in sys.modules),
+        "parent": " ".join(psutil.Process().parent().cmdline()),
+        "hash": hash("kedro"),
+        "pythonpath": os.environ.get("PYTHONPATH"),
+    }
+
+names = ["probe_module", "broken_at_import", sys.argv[2] + ".worker", "kedro.pipeline"]
+args = dict(n_workers=2, threads_per_worker=1)
+with cluster.DaskCluster(args).connect() as (client, _):
+    print(json.dumps([environ.get("PYTHONPATH"), *client.run(state, names).values()]))
+"""
+
+
+def test_a_forkserver_started_first_imports_what_workers_need_once():
+    """``kedro run`` starts the forkserver before Kedro loads the project: the
+    workers forked from it have the runner's worker side (with Kedro) and the
+    modules asked for imported before their first task (the driver's path, not
+    only its ``PYTHONPATH``), a module that fails to import left out, the
+    driver's environment, and the same string hashes (Dask's fixed hash seed)."""
+    package = cluster_module.__name__.rpartition(".")[0]
+    result = subprocess.run(
+        [sys.executable, "-c", _FORKSERVER_STARTED_FIRST, cluster_module.__name__, package],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    pythonpath, *workers = json.loads(result.stdout.splitlines()[-1])
+    assert len(workers) == 2
+    for worker in workers:
+        assert worker["imported"] == sorted(
+            ["probe_module", f"{package}.worker", "kedro.pipeline"]
+        ), worker
+        assert "forkserver" in worker["parent"], worker
+        assert worker["pythonpath"] == pythonpath  # the driver's environment
+    assert workers[0]["hash"] == workers[1]["hash"]
+    assert "boom" not in result.stderr, result.stderr
+
+
 def _wait_for_worker_process(process: psutil.Process, before: set[int]) -> int:
     """The pid of the first worker process started under ``process`` besides
     ``before``: spawned, or forked by multiprocessing's forkserver."""

@@ -15,13 +15,12 @@ import importlib.util
 import inspect
 import json
 import logging
-import multiprocessing
 import os
 import signal
 import sys
 import threading
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import (
     AbstractContextManager,
     ExitStack,
@@ -39,9 +38,9 @@ import tornado.web
 from distributed import Client, LocalCluster, Nanny, Security
 from kedro.utils import load_obj
 
-from . import worker_setup
+from . import forkserver, worker_setup
 from .addresses import SchedulerAddress, refuse_plaintext
-from .errors import DaskClusterError
+from .errors import DaskClusterError, DaskRunnerError
 from .interrupts import ctrl_c_never_lost
 from .versions import distributed_version_warning_silenced
 
@@ -109,20 +108,6 @@ _WORKER_PRELOAD = (
 # imported, sets up its logging from its config: its INFO messages (worker
 # banners, connections, preloads) are kept out of the console they share.
 _WORKER_ENVIRON = {"DASK_DISTRIBUTED__LOGGING__DISTRIBUTED": "warning"}
-# How the worker processes of the first LocalCluster a process starts (``kedro
-# run`` starts one) are started, instead of Dask's default ``spawn`` (a
-# ``distributed.worker.multiprocessing-method`` set otherwise is kept): one
-# forkserver process imports Dask and the libraries it preloads (numpy, pandas)
-# once, and every worker is forked from it, where each spawned worker imported
-# them itself. On 2 cores, a one-node ``kedro run`` of the example project took
-# 5.1 s instead of 5.9 s (medians of 6). The forkserver keeps the environment
-# and console of its start for as long as the process lives, so later clusters
-# of the same process (a notebook's runs) spawn their workers, which see the
-# process as it is then.
-_START_METHOD_KEY = "distributed.worker.multiprocessing-method"
-_START_METHOD = "forkserver"
-_forkserver_taken = False
-_FORKSERVER_LOCK = threading.Lock()
 
 _NUMBER = (int, float)
 _DURATION = (int, float, str)  # seconds, or a Dask duration such as "30s"
@@ -444,6 +429,25 @@ def _block_sigint() -> None:
         return
     resource_tracker.ensure_running()
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+
+
+def start_worker_forkserver(
+    client_args: Mapping[str, Any] | None, modules: Sequence[str] = ()
+) -> None:
+    """Start now the forkserver that the worker processes of the LocalCluster
+    ``client_args`` start would fork from, importing ``modules`` too (see
+    ``forkserver``): ``kedro run`` calls it before Kedro loads the project.
+
+    Nothing happens when the cluster would come from anywhere else, has no
+    worker processes, or ``client_args`` are invalid (the runner says so).
+    """
+    try:
+        args = validate_client_args(client_args)
+    except DaskRunnerError:
+        return
+    args = {k: v for k, v in args.items() if k not in _RUN_OPTIONS}
+    if _source(args) is _Source.LOCAL and args.get("processes", True):
+        forkserver.start(_WORKER_ENVIRON, modules)
 
 
 class DaskCluster:
@@ -806,7 +810,8 @@ def _worker_processes(options: Mapping[str, Any]) -> Iterator[None]:
       ``_WORKER_ENVIRON`` (a variable already set in this process wins); Dask
       sets it in this process too, so it is taken out again at the end.
     - They do not run the main script again (see ``_no_main_rerun``).
-    - They are forked from a forkserver (``_START_METHOD``).
+    - The process's first LocalCluster forks them from a forkserver that has
+      imported what they need (see ``forkserver``).
     """
     if not options.get("processes", True):
         yield  # thread-only: no worker process
@@ -815,28 +820,14 @@ def _worker_processes(options: Mapping[str, Any]) -> Iterator[None]:
     environ = {**(dask.config.get(key, default=None) or {}), **_WORKER_ENVIRON}
     added = [name for name in _WORKER_ENVIRON if name not in os.environ]
     config: dict[str, Any] = {key: environ}
-    if _first_to_fork():
-        config[_START_METHOD_KEY] = _START_METHOD
+    if forkserver.take(_WORKER_ENVIRON):
+        config[forkserver.START_METHOD_KEY] = "forkserver"
     try:
         with dask.config.set(config), _no_main_rerun():
             yield
     finally:
         for name in added:
             os.environ.pop(name, None)
-
-
-def _first_to_fork() -> bool:
-    """Whether the LocalCluster starting now forks its workers from a forkserver
-    (``_START_METHOD``): the process's first, where Dask would spawn them and the
-    platform has forkservers."""
-    if dask.config.get(_START_METHOD_KEY) != "spawn":
-        return False
-    if _START_METHOD not in multiprocessing.get_all_start_methods():
-        return False
-    global _forkserver_taken  # noqa: PLW0603 - once per process
-    with _FORKSERVER_LOCK:
-        first, _forkserver_taken = not _forkserver_taken, True
-    return first
 
 
 @contextmanager

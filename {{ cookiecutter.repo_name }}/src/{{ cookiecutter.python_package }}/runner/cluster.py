@@ -108,6 +108,14 @@ _WORKER_PRELOAD = (
 # imported, sets up its logging from its config: its INFO messages (worker
 # banners, connections, preloads) are kept out of the console they share.
 _WORKER_ENVIRON = {"DASK_DISTRIBUTED__LOGGING__DISTRIBUTED": "warning"}
+# glibc's malloc in those worker processes keeps 64 MiB at the top of its heap when
+# it trims it (unless this process's environment or Dask's pre-spawn-environ sets
+# MALLOC_TOP_PAD_). Dask's own MALLOC_TRIM_THRESHOLD_ (65536) gives memory back to
+# the OS as soon as it is freed; without the pad, every large temporary array a
+# node frees is given back and faulted in again at the next allocation: the
+# example's model nodes took 1.6-2x as long as in SequentialRunner's process, with
+# twice the system time. A worker keeps at most the pad of freed memory.
+_MALLOC_TOP_PAD = ("MALLOC_TOP_PAD_", str(64 * 2**20))
 
 _NUMBER = (int, float)
 _DURATION = (int, float, str)  # seconds, or a Dask duration such as "30s"
@@ -447,7 +455,7 @@ def start_worker_forkserver(
         return
     args = {k: v for k, v in args.items() if k not in _RUN_OPTIONS}
     if _source(args) is _Source.LOCAL and args.get("processes", True):
-        forkserver.start(_WORKER_ENVIRON, modules)
+        forkserver.start(_worker_environ(), modules)
 
 
 class DaskCluster:
@@ -802,13 +810,23 @@ def _serve_dashboard_on_request(cluster: LocalCluster, prefix: str) -> None:
         cluster.sync(_install_dashboard_now, scheduler, prefix)
 
 
+def _worker_environ() -> dict[str, str]:
+    """What the runner adds to the environment of a LocalCluster's worker
+    processes: ``_WORKER_ENVIRON`` and, unless set already, ``_MALLOC_TOP_PAD``."""
+    name, value = _MALLOC_TOP_PAD
+    configured = dask.config.get("distributed.nanny.pre-spawn-environ", default=None)
+    if name in os.environ or name in (configured or {}):
+        return dict(_WORKER_ENVIRON)
+    return {**_WORKER_ENVIRON, name: value}
+
+
 @contextmanager
 def _worker_processes(options: Mapping[str, Any]) -> Iterator[None]:
     """Around the life of a LocalCluster: how its worker processes start.
 
     - Dask's ``distributed.nanny.pre-spawn-environ`` gives them
-      ``_WORKER_ENVIRON`` (a variable already set in this process wins); Dask
-      sets it in this process too, so it is taken out again at the end.
+      ``_worker_environ()``; Dask sets it in this process too, so it is taken
+      out again at the end.
     - They do not run the main script again (see ``_no_main_rerun``).
     - The process's first LocalCluster forks them from a forkserver that has
       imported what they need (see ``forkserver``).
@@ -817,10 +835,11 @@ def _worker_processes(options: Mapping[str, Any]) -> Iterator[None]:
         yield  # thread-only: no worker process
         return
     key = "distributed.nanny.pre-spawn-environ"
-    environ = {**(dask.config.get(key, default=None) or {}), **_WORKER_ENVIRON}
-    added = [name for name in _WORKER_ENVIRON if name not in os.environ]
+    ours = _worker_environ()
+    environ = {**(dask.config.get(key, default=None) or {}), **ours}
+    added = [name for name in ours if name not in os.environ]
     config: dict[str, Any] = {key: environ}
-    if forkserver.take(_WORKER_ENVIRON):
+    if forkserver.take(ours):
         config[forkserver.START_METHOD_KEY] = "forkserver"
     try:
         with dask.config.set(config), _no_main_rerun():

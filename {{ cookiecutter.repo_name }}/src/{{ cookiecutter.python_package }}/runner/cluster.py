@@ -358,11 +358,13 @@ class _Starting:
         try:
             if self._options.get("processes", True):
                 _block_sigint()  # inherited by the worker processes
+            # The worker processes' forkserver first: it imports while the
+            # credentials are made (~0.15 s) and the scheduler starts.
+            self._stack.enter_context(_worker_processes(self._options))
             options = _local_worker_processes(
                 _private_tls(_loopback_only(self._options))
             )
             options, dashboard_prefix = _dashboard_on_request(options)
-            self._stack.enter_context(_worker_processes(options))
             self._cluster = LocalCluster(**options)
             if dashboard_prefix is not None:
                 _serve_dashboard_on_request(self._cluster, dashboard_prefix)
@@ -627,8 +629,8 @@ class DaskCluster:
             if isinstance(cluster_class, type) and issubclass(
                 cluster_class, LocalCluster
             ):
-                kwargs = _local_worker_processes(_private_tls(_loopback_only(kwargs)))
                 stack.enter_context(_worker_processes(kwargs))
+                kwargs = _local_worker_processes(_private_tls(_loopback_only(kwargs)))
             with self._own(
                 cluster_class(**kwargs), cluster.get("adapt"), client_kwargs
             ) as c:

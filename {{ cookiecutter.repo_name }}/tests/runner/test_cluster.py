@@ -352,7 +352,13 @@ def test_a_forkserver_started_first_imports_what_workers_need_once():
     driver's environment, and the same string hashes (Dask's fixed hash seed)."""
     package = cluster_module.__name__.rpartition(".")[0]
     result = subprocess.run(
-        [sys.executable, "-c", _FORKSERVER_STARTED_FIRST, cluster_module.__name__, package],
+        [
+            sys.executable,
+            "-c",
+            _FORKSERVER_STARTED_FIRST,
+            cluster_module.__name__,
+            package,
+        ],
         capture_output=True,
         text=True,
         timeout=180,

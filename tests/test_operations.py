@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import shlex
 import subprocess
@@ -813,6 +814,8 @@ def test_kedro_dask_scheduler_and_workers_run_the_pipeline(
             *("run", "--env", "dask", "--runner", DASK_RUNNER),
         )
         logs = cluster.log_texts()
+        with Client(address, timeout=10) as client:
+            pads = set(client.run(os.getenv, "MALLOC_TOP_PAD_").values())
     assert result.returncode == 0, result.describe() + "\n" + str(logs)
     assert f"Connected to the Dask scheduler at {address}" in result.output
     # What each process ran: the command the project built for it.
@@ -820,6 +823,8 @@ def test_kedro_dask_scheduler_and_workers_run_the_pipeline(
     assert scheduler_command in logs["scheduler"]
     worker_command = f"dask worker {address} --dashboard-address 127.0.0.1:0"
     assert f"{worker_command} --nthreads 1 --name w1" in logs["w1"]
+    # Their worker processes keep freed memory, as the embedded cluster's do.
+    assert pads == {str(64 * 2**20)}, pads
     # Every node ran on one of those workers.
     assert set(ran_on) == set(node_names), ran_on
     assert all(set(workers) <= {"w1", "w2"} for workers in ran_on.values()), ran_on

@@ -33,7 +33,7 @@ from kedro.utils import load_obj
 
 from .runner import DaskRunner, DaskRunnerError
 from .runner.addresses import SchedulerAddress, check_joinable, refuse_plaintext
-from .runner.cluster import start_worker_forkserver
+from .runner.cluster import start_worker_forkserver, worker_memory_environ
 from .runner.services import RunOptions
 
 if TYPE_CHECKING:
@@ -272,7 +272,8 @@ def dask_worker(
     client_args = _dask_client(metadata, env)
     command = worker_command(client_args, dask_args)
     _check_joinable(client_args)
-    _exec_dask(metadata, command)
+    # Its worker processes keep freed memory as the embedded cluster's do.
+    _exec_dask(metadata, command, worker_memory_environ())
 
 
 def scheduler_command(
@@ -394,9 +395,14 @@ def _tls_flags(client_args: Mapping[str, Any], protocol: str, role: str) -> list
     return [arg for flag, key in files.items() for arg in (flag, str(security[key]))]
 
 
-def _exec_dask(metadata: ProjectMetadata, args: list[str]) -> None:
-    """Become ``python -m dask <args>`` in the project root, ``src`` on the path."""
-    env = dict(os.environ)
+def _exec_dask(
+    metadata: ProjectMetadata,
+    args: list[str],
+    environ: Mapping[str, str] | None = None,
+) -> None:
+    """Become ``python -m dask <args>`` in the project root, ``src`` on the path,
+    ``environ`` added to the environment."""
+    env = {**os.environ, **(environ or {})}
     paths = [str(metadata.source_dir), env.get("PYTHONPATH", "")]
     env["PYTHONPATH"] = os.pathsep.join(path for path in paths if path)
     os.chdir(metadata.project_path)

@@ -676,7 +676,7 @@ def test_local_cluster_workers_keep_freed_memory_for_their_next_arrays(top_pad):
     key = "distributed.nanny.pre-spawn-environ"
     users = {f"{key}.MALLOC_TOP_PAD_": top_pad} if top_pad else {}
     with dask.config.set(users), DaskCluster(args).connect() as (client, _):
-        [pad] = client.run(os.environ.get, "MALLOC_TOP_PAD_").values()
+        [pad] = client.run(os.getenv, "MALLOC_TOP_PAD_").values()
         [faults] = client.run(page_faults_of_array_churn).values()
     if top_pad is None:
         assert pad == str(64 * 2**20)

@@ -814,12 +814,18 @@ def _serve_dashboard_on_request(cluster: LocalCluster, prefix: str) -> None:
 
 def _worker_environ() -> dict[str, str]:
     """What the runner adds to the environment of a LocalCluster's worker
-    processes: ``_WORKER_ENVIRON`` and, unless set already, ``_MALLOC_TOP_PAD``."""
+    processes: ``_WORKER_ENVIRON`` and ``worker_memory_environ()``."""
+    return {**_WORKER_ENVIRON, **worker_memory_environ()}
+
+
+def worker_memory_environ() -> dict[str, str]:
+    """``MALLOC_TOP_PAD_`` for Dask worker processes (see ``_MALLOC_TOP_PAD``),
+    unless this process's environment or Dask's pre-spawn-environ sets it."""
     name, value = _MALLOC_TOP_PAD
     configured = dask.config.get("distributed.nanny.pre-spawn-environ", default=None)
     if name in os.environ or name in (configured or {}):
-        return dict(_WORKER_ENVIRON)
-    return {**_WORKER_ENVIRON, name: value}
+        return {}
+    return {name: value}
 
 
 @contextmanager

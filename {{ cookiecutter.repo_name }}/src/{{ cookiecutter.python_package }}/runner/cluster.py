@@ -16,7 +16,6 @@ import inspect
 import json
 import logging
 import os
-import signal
 import sys
 import threading
 import weakref
@@ -29,7 +28,6 @@ from contextlib import (
     suppress,
 )
 from importlib.machinery import ModuleSpec
-from multiprocessing import resource_tracker
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -41,7 +39,7 @@ from kedro.utils import load_obj
 from . import forkserver, worker_setup
 from .addresses import SchedulerAddress, refuse_plaintext
 from .errors import DaskClusterError, DaskRunnerError
-from .interrupts import ctrl_c_never_lost
+from .interrupts import block_sigint, ctrl_c_never_lost
 from .versions import distributed_version_warning_silenced
 
 logger = logging.getLogger(__name__)
@@ -326,8 +324,9 @@ class _Starting:
     inherit the block from their start, so a Ctrl-C arriving while they import
     Dask does not kill them with a traceback each (``worker_setup`` then ignores
     it for good); the driver's main thread still gets it. multiprocessing's
-    resource tracker is started first (``_block_sigint``): started later, from
-    the event loop, it would unblock SIGINT there for every thread after it.
+    resource tracker is started first (``interrupts.block_sigint``): started
+    later, from the event loop, it would unblock SIGINT there for every thread
+    after it.
 
     ``cluster()`` waits for it and hands it over; ``abandon()`` closes it, once
     started, when nobody will use it. Exactly one of the two owns it.
@@ -357,7 +356,7 @@ class _Starting:
     def _start(self) -> None:
         try:
             if self._options.get("processes", True):
-                _block_sigint()  # inherited by the worker processes
+                block_sigint()  # inherited by the worker processes
             # The worker processes' forkserver first: it imports while the
             # credentials are made (~0.15 s) and the scheduler starts.
             self._stack.enter_context(_worker_processes(self._options))
@@ -424,21 +423,6 @@ class _Starting:
                     self._cluster.close()
         finally:
             self._stack.close()
-
-
-def _block_sigint() -> None:
-    """Block SIGINT in the calling thread, for it and the threads it starts.
-
-    The first multiprocessing queue or lock a Nanny makes starts multiprocessing's
-    resource tracker, which blocks SIGINT around spawning it and then unblocks it
-    in that thread whatever it was before: the event loop's thread would then
-    start the threads spawning the worker processes with SIGINT unblocked. Started
-    here, before the block, it is already running then.
-    """
-    if not hasattr(signal, "pthread_sigmask"):  # Windows: no signal masks
-        return
-    resource_tracker.ensure_running()
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
 
 
 def start_worker_forkserver(
@@ -822,7 +806,7 @@ def worker_memory_environ() -> dict[str, str]:
     """``MALLOC_TOP_PAD_`` for Dask worker processes (see ``_MALLOC_TOP_PAD``),
     unless this process's environment or Dask's pre-spawn-environ sets it."""
     name, value = _MALLOC_TOP_PAD
-    configured = dask.config.get("distributed.nanny.pre-spawn-environ", default=None)
+    configured = dask.config.get(forkserver.PRE_SPAWN_KEY, default=None)
     if name in os.environ or name in (configured or {}):
         return {}
     return {name: value}
@@ -842,7 +826,7 @@ def _worker_processes(options: Mapping[str, Any]) -> Iterator[None]:
     if not options.get("processes", True):
         yield  # thread-only: no worker process
         return
-    key = "distributed.nanny.pre-spawn-environ"
+    key = forkserver.PRE_SPAWN_KEY
     ours = _worker_environ()
     environ = {**(dask.config.get(key, default=None) or {}), **ours}
     added = [name for name in ours if name not in os.environ]

@@ -34,18 +34,19 @@ import sys
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from multiprocessing import resource_tracker
 
 import dask.config
 
+from .interrupts import block_sigint
+
 START_METHOD_KEY = "distributed.worker.multiprocessing-method"
+PRE_SPAWN_KEY = "distributed.nanny.pre-spawn-environ"
 SETUP_VARIABLE = "KEDRO_DASK_FORKSERVER"
 """The environment variable that tells ``preimport``, in JSON, the modules to
 import and the forkserver's own ``PYTHONPATH``; set for the forkserver's start
 only."""
 
 _METHOD = "forkserver"
-_PRE_SPAWN_KEY = "distributed.nanny.pre-spawn-environ"
 _DASK_HASH_SEED = "6640"  # Dask's own, see distributed.nanny
 _RUNNER_PACKAGE = __name__.rpartition(".")[0]
 _WORKER_MODULES = (f"{_RUNNER_PACKAGE}.worker",)
@@ -115,7 +116,7 @@ def _pre_spawn_environ() -> dict[str, str]:
     its ``PYTHONHASHSEED`` gives every worker the same hashes of strings."""
     variables = {
         name: str(value)
-        for name, value in (dask.config.get(_PRE_SPAWN_KEY, default=None) or {}).items()
+        for name, value in (dask.config.get(PRE_SPAWN_KEY, default=None) or {}).items()
     }
     if variables.get("PYTHONHASHSEED") in (None, "0"):
         variables["PYTHONHASHSEED"] = _DASK_HASH_SEED
@@ -133,20 +134,14 @@ def _dask_preloads() -> list[str]:
 
 @contextmanager
 def _sigint_blocked() -> Iterator[None]:
-    """SIGINT blocked in the calling thread, hence in the processes it starts.
-
-    multiprocessing's resource tracker is started first: its start unblocks
-    SIGINT in the thread starting it, whatever it was before.
-    """
-    if not hasattr(signal, "pthread_sigmask"):  # Windows: no signal masks
-        yield
-        return
-    resource_tracker.ensure_running()
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    """SIGINT blocked in the calling thread, hence in the processes it starts;
+    then as it was."""
+    previous = block_sigint()
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        if previous is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 @contextmanager

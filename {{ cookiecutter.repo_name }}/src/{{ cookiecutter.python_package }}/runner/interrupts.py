@@ -12,8 +12,10 @@ run lasts, such code runs often enough for a Ctrl-C to land there.
 from __future__ import annotations
 
 import _thread
+import signal
 import sys
 import threading
+from multiprocessing import resource_tracker
 from typing import Any
 
 REDELIVERY_DELAY = 0.01
@@ -75,3 +77,20 @@ class CtrlCNeverLost:
 
 ctrl_c_never_lost = CtrlCNeverLost()
 """The process's one guard: the hook is process-wide."""
+
+
+def block_sigint() -> set[signal.Signals] | None:
+    """Block SIGINT in the calling thread, for it and the threads and processes
+    it starts; return the mask before (``None`` where there are no signal masks,
+    on Windows).
+
+    multiprocessing's resource tracker is started first: the first multiprocessing
+    queue or lock a Nanny makes starts it, blocking SIGINT around spawning it and
+    then unblocking it in that thread whatever it was before; the event loop's
+    thread would then start the threads spawning the worker processes with SIGINT
+    unblocked. Started here, before the block, it is already running then.
+    """
+    if not hasattr(signal, "pthread_sigmask"):
+        return None
+    resource_tracker.ensure_running()
+    return signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})

@@ -12,7 +12,8 @@ as ``KedroSession`` builds it.
 ``warm``: the W1 fan-out and chain on the two warm clusters, every variant of
 ``VARIANTS`` interleaved (see ``benchmarks/README.md``), and the plain-Dask floor.
 It counts the console lines each run adds to the driver's output and to the
-as-shipped workers' output. Progress goes to the file descriptor ``SPEC
+as-shipped workers' output, and the CPU time the run costs the workers of the
+cluster it runs on. Progress goes to the file descriptor ``SPEC
 ["progress_fd"]``; stdout and stderr are the driver's console.
 
 ``fresh-start``: one embedded-LocalCluster run of one trivial node, timed from
@@ -40,6 +41,8 @@ PLAIN = "plain Dask client.get"
 SEQUENTIAL_SHIPPED = "SequentialRunner, as shipped"
 VARIANTS = (SHIPPED, QUIET_WORKERS, QUIET_ALL, PLAIN, SEQUENTIAL_SHIPPED)
 CASES = ("W1 fan-out", "W1 chain")
+# Sizes of the untimed warm-up runs of each variant and case.
+WARM_UP_SIZES = (3, 40)
 
 
 def _session_hook_manager() -> Any:
@@ -176,21 +179,36 @@ class _WarmDriver:
         finally:
             self.driver_default()
 
-    def measure(self, variant: str, case: str, n: int) -> tuple[float, int, int]:
-        """Seconds of one timed run, and the lines it added to the driver's and
-        to the workers' consoles."""
+    def _workers_of(self, variant: str) -> Any:
+        """The client of the cluster whose workers run ``variant`` (``None``:
+        SequentialRunner, which runs in the driver)."""
+        if variant == SEQUENTIAL_SHIPPED:
+            return None
+        return self.quiet if variant in (QUIET_WORKERS, QUIET_ALL) else self.shipped
+
+    def measure(
+        self, variant: str, case: str, n: int
+    ) -> tuple[float, int, int, float | None]:
+        """Seconds of one timed run, the lines it added to the driver's and to
+        the workers' consoles, and the CPU seconds it cost the workers it ran on
+        (their processes' CPU time, read before and after: every thread, Dask's
+        own included)."""
         gc.collect()
         self.shipped.run(gc.collect)
         self.quiet.run(gc.collect)
+        workers = self._workers_of(variant)
+        cpu_before = _cpu_seconds(workers)
         driver_before = self.driver_console.sizes()
         workers_before = self.worker_console.sizes()
         start = time.perf_counter()
         self.run(variant, case, n)
         seconds = time.perf_counter() - start
+        cpu_after = _cpu_seconds(workers)
         return (
             seconds,
             self.driver_console.lines_since(driver_before),
             self.worker_console.lines_since(workers_before),
+            None if workers is None else cpu_after - cpu_before,
         )
 
     def logging_state(self) -> dict[str, Any]:
@@ -210,15 +228,24 @@ class _WarmDriver:
         self.quiet.close()
 
 
+def _cpu_seconds(client: Any) -> float:
+    """The CPU seconds the workers of ``client``'s cluster have used so far."""
+    if client is None:
+        return 0.0
+    return sum(client.run(time.process_time).values())
+
+
 def warm(spec_path: Path, result_path: Path) -> None:
     spec = json.loads(spec_path.read_text(encoding="utf-8"))
     progress = os.fdopen(spec["progress_fd"], "w", buffering=1)
     driver = _WarmDriver(spec)
     # Untimed: first-use costs on the driver and on both clusters' workers
-    # (imports, the shipped package, Kedro's logging set-up on the workers).
-    for variant in VARIANTS:
-        for case in CASES:
-            driver.run(variant, case, 3)
+    # (imports, the shipped package, Kedro's logging set-up on the workers). A
+    # small fan-out may run on one worker only: the larger one reaches both.
+    for n in WARM_UP_SIZES:
+        for variant in VARIANTS:
+            for case in CASES:
+                driver.run(variant, case, n)
     progress.write("as shipped: warmed up\n")
     logging_before = driver.logging_state()
 
@@ -229,6 +256,7 @@ def warm(spec_path: Path, result_path: Path) -> None:
             "times_s": {v: [] for v in VARIANTS},
             "driver_lines": {v: [] for v in VARIANTS},
             "worker_lines": {v: [] for v in VARIANTS},
+            "worker_cpu_s": {v: [] for v in VARIANTS},
         }
         for case in CASES
     }
@@ -239,13 +267,20 @@ def warm(spec_path: Path, result_path: Path) -> None:
             order = [*VARIANTS[shift:], *VARIANTS[:shift]]
             order_log.append({"case": case, "order": order})
             for variant in order:
-                seconds, driver_lines, worker_lines = driver.measure(variant, case, n)
+                seconds, driver_lines, worker_lines, worker_cpu = driver.measure(
+                    variant, case, n
+                )
                 results[case]["times_s"][variant].append(seconds)
+                results[case]["worker_cpu_s"][variant].append(worker_cpu)
                 results[case]["driver_lines"][variant].append(driver_lines)
                 results[case]["worker_lines"][variant].append(worker_lines)
+                cpu_note = (
+                    "" if worker_cpu is None else f"  workers {worker_cpu:.3f} s CPU"
+                )
                 progress.write(
                     f"{case:<16} rep {rep + 1}/{repeats} {variant:<40} "
-                    f"{seconds:8.3f} s  {driver_lines} + {worker_lines} lines\n"
+                    f"{seconds:8.3f} s  {driver_lines} + {worker_lines} lines"
+                    f"{cpu_note}\n"
                 )
     logging_after = driver.logging_state()
     driver.close()

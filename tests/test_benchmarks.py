@@ -277,11 +277,18 @@ def test_json_as_shipped_measurements(data, expected):
         for variant in expected["variants"]:
             assert len(record["times_s"][variant]) == data["settings"]["repeats"]
             assert all(isinstance(n, int) for n in record["driver_lines"][variant])
+            # The workers' CPU time of every run that ran on workers.
+            cpu = record["worker_cpu_s"][variant]
+            if variant == expected["sequential_shipped"]:
+                assert cpu == [None] * len(cpu)
+            else:
+                assert all(isinstance(s, float) and s > 0 for s in cpu), variant
         # The as-shipped driver logs per node, as the project's logging says.
         assert min(record["driver_lines"][expected["sequential_shipped"]]) > 0
         costs = shipped["summary"]["warm"]["costs"][case]
         for key in (
             "worker_logging_ms_per_node",
+            "worker_logging_cpu_ms_per_node",
             "driver_logging_ms_per_node",
             "shipped_vs_plain",
         ):

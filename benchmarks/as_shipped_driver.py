@@ -43,6 +43,8 @@ VARIANTS = (SHIPPED, QUIET_WORKERS, QUIET_ALL, PLAIN, SEQUENTIAL_SHIPPED)
 CASES = ("W1 fan-out", "W1 chain")
 # Sizes of the untimed warm-up runs of each variant and case.
 WARM_UP_SIZES = (3, 40)
+# Seconds over which the workers' idle CPU use is measured.
+IDLE_SECONDS = 5.0
 
 
 def _session_hook_manager() -> Any:
@@ -211,6 +213,23 @@ class _WarmDriver:
             None if workers is None else cpu_after - cpu_before,
         )
 
+    def idle_cpu_rates(self, seconds: float = IDLE_SECONDS) -> dict[str, float]:
+        """CPU seconds per second that each cluster's workers use while no run
+        goes on: Dask's own periodic work (heartbeats, monitors, the event loop's
+        ticks), which a longer run accrues without doing more."""
+        before = {
+            "shipped": _cpu_seconds(self.shipped),
+            "quiet": _cpu_seconds(self.quiet),
+        }
+        start = time.perf_counter()
+        time.sleep(seconds)
+        elapsed = time.perf_counter() - start
+        after = {
+            "shipped": _cpu_seconds(self.shipped),
+            "quiet": _cpu_seconds(self.quiet),
+        }
+        return {name: (after[name] - before[name]) / elapsed for name in before}
+
     def logging_state(self) -> dict[str, Any]:
         describe = self.quiet_logging.describe
         state = {
@@ -248,6 +267,7 @@ def warm(spec_path: Path, result_path: Path) -> None:
                 driver.run(variant, case, n)
     progress.write("as shipped: warmed up\n")
     logging_before = driver.logging_state()
+    idle_before = driver.idle_cpu_rates()
 
     n, repeats = spec["nodes"], spec["repeats"]
     results: dict[str, Any] = {
@@ -283,6 +303,7 @@ def warm(spec_path: Path, result_path: Path) -> None:
                     f"{cpu_note}\n"
                 )
     logging_after = driver.logging_state()
+    idle_after = driver.idle_cpu_rates()
     driver.close()
     result_path.write_text(
         json.dumps(
@@ -296,6 +317,12 @@ def warm(spec_path: Path, result_path: Path) -> None:
                 # as they left it (a runner may change the workers' levels).
                 "logging": logging_before,
                 "logging_after": logging_after,
+                # CPU seconds per second each cluster's workers use while idle
+                # (Dask's own periodic work), before and after the timed runs.
+                "idle_cpu_per_s": {
+                    cluster: [idle_before[cluster], idle_after[cluster]]
+                    for cluster in idle_before
+                },
             },
             indent=2,
         ),

@@ -44,6 +44,22 @@ def scheduler_state(dask_scheduler: Any) -> dict[str, Any]:
     }
 
 
+def shipped_without_bytecode(dask_worker: Any) -> dict[str, list[str]]:
+    """Each copy of project code shipped to this worker (``kedro-code-*`` in its
+    local directory), with the modules of it that have no compiled bytecode."""
+    import importlib.util
+    from pathlib import Path
+
+    return {
+        copy.name: [
+            str(module.relative_to(copy))
+            for module in sorted(copy.rglob("*.py"))
+            if not Path(importlib.util.cache_from_source(str(module))).is_file()
+        ]
+        for copy in Path(dask_worker.local_directory).glob("kedro-code-*")
+    }
+
+
 def project_code(dask_worker: Any, package: str) -> dict[str, Any]:
     """What this worker has of the project ``package``: shipped folders on
     sys.path, and whether it can import the package at all."""

@@ -726,6 +726,13 @@ def test_code_shipping_to_workers_without_the_project(
     events = json.loads((ship_project / VIZ_EVENTS).read_text())
     ran = {event["node"] for event in events if event["event"] == "after_node_run"}
     assert ran == set(node_names), result.describe()
+    # The shipped copy was compiled when it was unpacked, so the next runs import
+    # it without compiling every module again (workers may not write bytecode).
+    with Client(bare_cluster.address, timeout=10) as client:
+        copies = client.run(probes.shipped_without_bytecode)
+    for worker, uncompiled in copies.items():
+        assert uncompiled, f"no shipped copy of the project on {worker}"
+        assert not any(uncompiled.values()), (worker, uncompiled)
 
 
 def test_shipped_code_does_not_outlive_the_run(bare_cluster, ship_project):

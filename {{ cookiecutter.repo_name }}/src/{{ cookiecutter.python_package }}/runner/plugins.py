@@ -9,6 +9,7 @@ standard library and ``distributed``, and is pickled by value (see
 
 from __future__ import annotations
 
+import compileall
 import contextlib
 import hashlib
 import io
@@ -40,7 +41,10 @@ class ShipCode(WorkerPlugin):
         package_dir: The package's directory (``src/<package>``) in the driver.
 
     A worker that already imported another version of the package forgets it, so
-    nodes run the code the driver has.
+    nodes run the code the driver has. The copy is compiled to bytecode once, when
+    it is unpacked: each run imports it afresh (``teardown`` forgets it), and a
+    worker that does not write bytecode (``PYTHONDONTWRITEBYTECODE``, common in
+    containers) would otherwise compile every module at every run.
     """
 
     def __init__(self, package_dir: Path):
@@ -55,6 +59,7 @@ class ShipCode(WorkerPlugin):
         if not (root / self.package).is_dir():
             with zipfile.ZipFile(io.BytesIO(self.archive)) as archive:
                 archive.extractall(root)
+            compileall.compile_dir(root / self.package, quiet=2)
         self._forget_modules(root, shipped=False)  # other versions of the package
         if str(root) not in sys.path:
             sys.path.insert(0, str(root))

@@ -325,6 +325,8 @@ modules = pathlib.Path(tempfile.mkdtemp())
 (modules / "probe_module.py").write_text("")
 (modules / "broken_at_import.py").write_text("raise RuntimeError('boom')")
 sys.path.insert(0, str(modules))
+from kedro.framework.project import configure_project
+configure_project(sys.argv[2].rpartition(".")[0])  # as bootstrap_project does
 environ = dict(os.environ)
 cluster.start_worker_forkserver({}, ["probe_module", "broken_at_import"])
 assert dict(os.environ) == environ  # the driver's, as it was
@@ -335,6 +337,7 @@ def state(names):
         "parent": " ".join(psutil.Process().parent().cmdline()),
         "hash": hash("kedro"),
         "pythonpath": os.environ.get("PYTHONPATH"),
+        "project": sys.modules["kedro.framework.project"].PACKAGE_NAME,
     }
 
 names = ["probe_module", "broken_at_import", sys.argv[2] + ".worker", "kedro.pipeline"]
@@ -348,8 +351,9 @@ def test_a_forkserver_started_first_imports_what_workers_need_once():
     """``kedro run`` starts the forkserver before Kedro loads the project: the
     workers forked from it have the runner's worker side (with Kedro) and the
     modules asked for imported before their first task (the driver's path, not
-    only its ``PYTHONPATH``), a module that fails to import left out, the
-    driver's environment, and the same string hashes (Dask's fixed hash seed)."""
+    only its ``PYTHONPATH``), a module that fails to import left out, the Kedro
+    project configured, the driver's environment, and the same string hashes
+    (Dask's fixed hash seed)."""
     package = cluster_module.__name__.rpartition(".")[0]
     result = subprocess.run(
         [
@@ -372,6 +376,7 @@ def test_a_forkserver_started_first_imports_what_workers_need_once():
             ["probe_module", f"{package}.worker", "kedro.pipeline"]
         ), worker
         assert "forkserver" in worker["parent"], worker
+        assert worker["project"] == package.rpartition(".")[0], worker
         assert worker["pythonpath"] == pythonpath  # the driver's environment
     assert workers[0]["hash"] == workers[1]["hash"]
     assert "boom" not in result.stderr, result.stderr

@@ -6,7 +6,8 @@ node's function. The first LocalCluster a process starts forks its workers from
 one forkserver instead (``distributed.worker.multiprocessing-method``), which
 imports all of that once: Dask and the libraries Dask's own forkserver preloads,
 this runner's worker side with Kedro, and the modules its starter names (``kedro
-run`` names the project's pipelines). A forked worker runs its first node at once.
+run`` names the project's pipelines), and configures the Kedro project as a
+worker's first node would. A forked worker runs its first node at once.
 
 ``start`` starts it ahead of the cluster, so that it imports while the driver does
 something else: ``kedro run`` starts it as soon as it knows that the run starts an
@@ -43,8 +44,8 @@ START_METHOD_KEY = "distributed.worker.multiprocessing-method"
 PRE_SPAWN_KEY = "distributed.nanny.pre-spawn-environ"
 SETUP_VARIABLE = "KEDRO_DASK_FORKSERVER"
 """The environment variable that tells ``preimport``, in JSON, the modules to
-import and the forkserver's own ``PYTHONPATH``; set for the forkserver's start
-only."""
+import, the project package to configure and the forkserver's own
+``PYTHONPATH``; set for the forkserver's start only."""
 
 _METHOD = "forkserver"
 _DASK_HASH_SEED = "6640"  # Dask's own, see distributed.nanny
@@ -68,7 +69,8 @@ def usable() -> bool:
 def start(environ: Mapping[str, str], modules: Sequence[str] = ()) -> None:
     """Start the forkserver now, unless it has started or cannot be used.
 
-    It imports Dask's preloads, the runner's worker side and ``modules``, in the
+    It imports Dask's preloads, the runner's worker side and ``modules``, and
+    configures the Kedro project this process runs (if any), in the
     environment a Nanny gives a worker process it spawns (Dask's
     ``distributed.nanny.pre-spawn-environ``, its fixed ``PYTHONHASHSEED``) and
     ``environ`` (the worker processes' Dask logging configuration, read when
@@ -82,6 +84,7 @@ def start(environ: Mapping[str, str], modules: Sequence[str] = ()) -> None:
         _started = True
         setup = {
             "modules": list(dict.fromkeys([*_WORKER_MODULES, *modules])),
+            "package": _project_package(),
             "pythonpath": os.environ.get("PYTHONPATH"),
         }
         context = multiprocessing.get_context(_METHOD)
@@ -109,6 +112,13 @@ def take(environ: Mapping[str, str]) -> bool:
     if first:
         start(environ)
     return first
+
+
+def _project_package() -> str | None:
+    """The package of the Kedro project this process runs, if it runs one."""
+    from kedro.framework.project import PACKAGE_NAME
+
+    return PACKAGE_NAME
 
 
 def _pre_spawn_environ() -> dict[str, str]:

@@ -115,10 +115,11 @@ def take(environ: Mapping[str, str]) -> bool:
 
 
 def _project_package() -> str | None:
-    """The package of the Kedro project this process runs, if it runs one."""
-    from kedro.framework.project import PACKAGE_NAME
-
-    return PACKAGE_NAME
+    """The package of the Kedro project this process runs, if Kedro configured
+    one. Not imported here: importing Kedro's project module applies a logging
+    configuration."""
+    project = sys.modules.get("kedro.framework.project")
+    return getattr(project, "PACKAGE_NAME", None)
 
 
 def _pre_spawn_environ() -> dict[str, str]:

@@ -50,6 +50,14 @@ VARIANTS = (
     PLAIN,
     SEQUENTIAL_SHIPPED,
 )
+# The warm cluster each variant runs on (SequentialRunner: none, the driver).
+CLUSTER_OF = {
+    SHIPPED: "shipped",
+    CONSOLE_DISCARDED: "shipped",
+    PLAIN: "shipped",
+    QUIET_WORKERS: "quiet",
+    QUIET_ALL: "quiet",
+}
 CASES = ("W1 fan-out", "W1 chain")
 # Sizes of the untimed warm-up runs of each variant and case.
 WARM_UP_SIZES = (3, 40)
@@ -190,9 +198,7 @@ class _WarmDriver:
         if variant == SEQUENTIAL_SHIPPED:
             self._kedro_run(SequentialRunner(), pipeline)
             return
-        address = self.spec[
-            "shipped_address" if variant == SHIPPED else "quiet_address"
-        ]
+        address = self.spec[f"{CLUSTER_OF[variant]}_address"]
         if variant == QUIET_ALL:
             self.quiet_logging.apply()
         root = logging.getLogger()
@@ -210,9 +216,8 @@ class _WarmDriver:
     def _workers_of(self, variant: str) -> Any:
         """The client of the cluster whose workers run ``variant`` (``None``:
         SequentialRunner, which runs in the driver)."""
-        if variant == SEQUENTIAL_SHIPPED:
-            return None
-        return self.quiet if variant in (QUIET_WORKERS, QUIET_ALL) else self.shipped
+        cluster = CLUSTER_OF.get(variant)
+        return None if cluster is None else getattr(self, cluster)
 
     def measure(
         self, variant: str, case: str, n: int

@@ -23,6 +23,7 @@ from typing import Any
 
 from as_shipped import DEMO_DASK, DEMO_SEQUENTIAL
 from as_shipped_driver import (
+    CLUSTER_OF,
     CONSOLE_DISCARDED,
     PLAIN,
     QUIET_ALL,
@@ -322,16 +323,6 @@ def _spread(values: list[float]) -> dict[str, Any]:
     }
 
 
-# The cluster whose workers run each variant (SequentialRunner: none).
-_CLUSTER_OF = {
-    SHIPPED: "shipped",
-    CONSOLE_DISCARDED: "shipped",
-    PLAIN: "shipped",
-    QUIET_WORKERS: "quiet",
-    QUIET_ALL: "quiet",
-}
-
-
 def _worker_cpu_ms_per_node(
     record: dict[str, Any], idle: dict[str, list[float]] | None
 ) -> dict[str, dict[str, float | None]]:
@@ -350,7 +341,7 @@ def _worker_cpu_ms_per_node(
             )
             if c is not None
         ]
-        rates = (idle or {}).get(_CLUSTER_OF.get(variant, ""))
+        rates = (idle or {}).get(CLUSTER_OF.get(variant, ""))
         rate = statistics.fmean(rates) if rates else None
         raw = _median([c for c, _ in runs]) if runs else None
         above = _median([c - rate * s for c, s in runs]) if runs and rate else None

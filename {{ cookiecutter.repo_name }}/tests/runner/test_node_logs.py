@@ -37,6 +37,8 @@ def shout(value: int) -> int:
 def whisper(value: int) -> int:
     logging.getLogger(NODE_LOGGER).debug("below the driver's level: %d", value)
     logging.getLogger(NODE_LOGGER).warning("node warns about %s", {"v": value})
+    # Beyond what msgpack, which carries the records, holds as an integer.
+    logging.getLogger(NODE_LOGGER).warning("node counts %d", 2**70 + value)
     return value + 1
 
 
@@ -90,6 +92,7 @@ def test_driver_shows_node_lines_as_sequential_runner(
     shown = [m for m in _messages(caplog) if node_lines.match(m)]
     assert shown == expected  # same lines, same order: the pipeline is a chain
     assert "node warns about {'v': 2}" in shown
+    assert f"node counts {2**70 + 2}" in shown
     assert not any("below the driver's level" in m for m in _messages(caplog))
 
     # Each node's lines come before the runner reports it completed, and carry

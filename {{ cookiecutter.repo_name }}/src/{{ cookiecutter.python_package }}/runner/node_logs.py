@@ -317,7 +317,7 @@ def _as_dict(record: logging.LogRecord) -> dict[str, Any]:
         )
     }
     args = record.args
-    if isinstance(args, tuple) and all(isinstance(a, _SIMPLE) for a in args):
+    if isinstance(args, tuple) and all(_travels(a) for a in args):
         attributes["msg"], attributes["args"] = str(record.msg), list(args)
     else:  # objects the driver may not be able to rebuild: send the text
         attributes["msg"], attributes["args"] = record.getMessage(), None
@@ -328,6 +328,14 @@ def _as_dict(record: logging.LogRecord) -> dict[str, Any]:
         if hasattr(record, key):
             attributes[key] = getattr(record, key)
     return attributes
+
+
+def _travels(value: Any) -> bool:
+    """Whether a log argument reaches the driver as it is: a plain value, an
+    integer within what msgpack (which packs the messages) holds."""
+    if isinstance(value, int):
+        return -(2**63) <= value < 2**64
+    return isinstance(value, _SIMPLE)
 
 
 def emit(attributes: Mapping[str, Any]) -> None:

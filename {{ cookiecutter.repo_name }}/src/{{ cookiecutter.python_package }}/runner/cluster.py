@@ -350,6 +350,10 @@ class _Starting:
         )
         self._holds_ctrl_c = background
         if background:
+            if self._options.get("processes", True):
+                # The imports Dask makes in the thread that starts the first
+                # worker process, made here first (see ``import_dask_preloads``).
+                forkserver.import_dask_preloads()
             ctrl_c_never_lost.hold()
             self._thread.start()
 

@@ -26,6 +26,7 @@ worker that needs such a module imports it itself, and its node reports the erro
 
 from __future__ import annotations
 
+import importlib
 import json
 import multiprocessing
 import multiprocessing.forkserver
@@ -34,7 +35,7 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 import dask.config
 
@@ -132,6 +133,24 @@ def _pre_spawn_environ() -> dict[str, str]:
     if variables.get("PYTHONHASHSEED") in (None, "0"):
         variables["PYTHONHASHSEED"] = _DASK_HASH_SEED
     return variables
+
+
+def import_dask_preloads() -> None:
+    """Import, in the calling thread, what Dask's ``get_mp_context`` imports in
+    the thread that starts a cluster's first worker process (Dask's forkserver
+    preloads: pandas among them), when worker processes fork from a forkserver.
+
+    A cluster starting in the background while Kedro loads the project would
+    import pandas there while the main thread imports it for the catalog. A
+    Ctrl-C interrupting the main thread's import then broke the other thread's
+    (a half-imported pyarrow), and Dask printed the failed worker start with a
+    traceback. Imported first in the main thread, a Ctrl-C just stops the run.
+    """
+    if not usable():
+        return
+    for name in _dask_preloads():
+        with suppress(ImportError):
+            importlib.import_module(name)
 
 
 def _dask_preloads() -> list[str]:

@@ -318,6 +318,34 @@ def test_the_first_cluster_of_a_process_forks_its_workers_later_ones_spawn():
     assert "forkserver" not in second, second
 
 
+_DASK_PRELOADS = """
+import importlib, json, sys, dask.config, distributed
+package = sys.argv[1].rpartition(".")[0]
+forkserver = importlib.import_module(package + ".forkserver")
+dask.config.config["distributed"]["worker"]["multiprocessing-method"] = "METHOD"
+before = "pandas" in sys.modules
+forkserver.import_dask_preloads()
+print(json.dumps([before, "pandas" in sys.modules]))
+"""
+
+
+@pytest.mark.parametrize(
+    "method, imported",
+    [("spawn", True), ("forkserver", True), ("fork", False)],
+)
+def test_dask_preloads_imported_first_when_workers_fork_from_a_forkserver(
+    method, imported
+):
+    """A cluster starting in the background has the main thread import what
+    Dask's ``get_mp_context`` will import in the cluster's thread: Dask's
+    forkserver preloads (pandas), when the workers fork from a forkserver, ours
+    (Dask's default ``spawn``) or one the user's configuration asks for."""
+    result = _fresh_process(_DASK_PRELOADS.replace("METHOD", method), timeout=120)
+    before, after = json.loads(result.stdout.splitlines()[-1])
+    assert not before
+    assert after is imported
+
+
 _FORKSERVER_STARTED_FIRST = """
 import importlib, json, os, pathlib, sys, tempfile, psutil
 cluster = importlib.import_module(sys.argv[1])

@@ -138,7 +138,8 @@ def _pre_spawn_environ() -> dict[str, str]:
 def import_dask_preloads() -> None:
     """Import, in the calling thread, what Dask's ``get_mp_context`` imports in
     the thread that starts a cluster's first worker process (Dask's forkserver
-    preloads: pandas among them), when worker processes fork from a forkserver.
+    preloads: pandas among them), when worker processes fork from a forkserver:
+    this one, or one the user's Dask configuration asks for.
 
     A cluster starting in the background while Kedro loads the project would
     import pandas there while the main thread imports it for the catalog. A
@@ -146,7 +147,7 @@ def import_dask_preloads() -> None:
     (a half-imported pyarrow), and Dask printed the failed worker start with a
     traceback. Imported first in the main thread, a Ctrl-C just stops the run.
     """
-    if not usable():
+    if not (usable() or dask.config.get(START_METHOD_KEY) == _METHOD):
         return
     for name in _dask_preloads():
         with suppress(ImportError):

@@ -384,9 +384,10 @@ def summarise_as_shipped(data: dict[str, Any]) -> dict[str, Any]:
             def per_node(a: str, b: str, nodes: int = nodes) -> float:
                 return (med[a] - med[b]) / nodes * 1e3  # noqa: B023 - used at once
 
-            cpu = _worker_cpu_ms_per_node(record, warm.get("idle_cpu_per_s"))
+            idle = warm.get("idle_cpu_per_s")
+            cpu = _worker_cpu_ms_per_node(record, idle)
             # Against idle use where it was measured, else the raw CPU time.
-            net = cpu["above_idle"] if cpu["above_idle"].get(SHIPPED) else cpu["raw"]
+            net = cpu["above_idle"] if idle else cpu["raw"]
 
             costs[case] = {
                 "nodes": nodes,

@@ -380,12 +380,15 @@ def fresh_start(project_dir: Path, package: str) -> None:
     from kedro.framework.session import KedroSession
     from kedro.pipeline import Pipeline, node
 
+    # As the project's cli.run does for ``--runner <package>.runner.DaskRunner``:
+    # the workers' forkserver started, then the runner (and distributed) imported
+    # and Kedro's logging applied again.
+    cli = __import__(f"{package}.cli", fromlist=["run"])
+    local_workers = __import__(f"{package}.runner.local_workers", fromlist=["x"])
+    local_workers.start_worker_forkserver({}, cli._pipeline_modules(package))
     start = time.perf_counter()
     runner_module = _import_runner(package)
     import_s = time.perf_counter() - start
-    cli = __import__(f"{package}.cli", fromlist=["run"])
-    # As cli.run does, once it knows the run starts an embedded cluster.
-    runner_module.cluster.start_worker_forkserver({}, cli._pipeline_modules(package))
     with KedroSession.create(project_dir) as session:
         context = session.load_context()
         pipelines.get("__default__")  # Kedro's session loads them before the run

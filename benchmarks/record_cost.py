@@ -144,7 +144,7 @@ class WriteTimer:
 def hook_manager(full_run: bool) -> Any:
     """Kedro's hook manager with ``RunParamsHook`` told a full or a partial run."""
     from bench_project.runner.compat import create_hook_manager
-    from bench_project.runner.recording import RunParamsHook
+    from bench_project.runner.run_params import RunParamsHook
 
     manager = create_hook_manager()
     hook = RunParamsHook()

@@ -7,6 +7,7 @@ Where each node ran is what the project's own hook saw on the worker running it
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -21,7 +22,6 @@ from .conftest import (
     dask_cluster,
     free_port,
     kedro,
-    kedro_ok,
     reset_data,
     run_recorded,
 )
@@ -218,6 +218,14 @@ def test_unreachable_scheduler_fails_fast_naming_the_address(fresh_project):
 
 
 def test_sequential_run_needs_no_cluster(fresh_project):
-    """``--env dask`` with the default runner ignores ``dask_client``."""
-    kedro_ok(fresh_project, "run", "--env", "dask")
+    """``--env dask`` with the default runner ignores ``dask_client``, and the
+    run does not even import Dask's distributed (half a second of every
+    ``kedro`` command of the project, with its ``cli.py`` and ``settings.py``)."""
+    result = kedro(
+        fresh_project, "run", "--env", "dask", PYTHONPROFILEIMPORTTIME="1"
+    )
+    assert result.returncode == 0, result.describe()
     assert any((fresh_project / "data").rglob("*.parquet"))
+    imported = re.findall(r"^import time:.*\| *([\w.]+)$", result.output, re.M)
+    assert "kedro.runner" in imported  # the import times are there
+    assert "distributed" not in imported

@@ -31,10 +31,12 @@ from kedro.framework.cli.utils import CONTEXT_SETTINGS, KedroCliError
 from kedro.framework.project import LOGGING, settings
 from kedro.utils import load_obj
 
-from .runner import DaskRunner, DaskRunnerError
+# Nothing here imports Dask's distributed: ``kedro run`` with another runner and
+# the other ``kedro`` commands do not need it (half a second), and a Dask run
+# starts the forkserver of its workers first (see ``runner.local_workers``).
+from .runner import DaskRunnerError
 from .runner.addresses import SchedulerAddress, check_joinable, refuse_plaintext
-from .runner.cluster import start_worker_forkserver, worker_memory_environ
-from .runner.services import RunOptions
+from .runner.local_workers import start_worker_forkserver, worker_memory_environ
 
 if TYPE_CHECKING:
     from kedro.framework.context import KedroContext
@@ -81,28 +83,38 @@ def cli() -> None:
 @click.pass_obj
 def run(metadata: ProjectMetadata, **options: Any) -> dict[str, Any]:
     """Run the pipeline."""
-    # Importing distributed resets its loggers to INFO after Kedro applied the
-    # project's logging configuration at start-up: apply that configuration again.
-    LOGGING.configure(LOGGING.data)
     with _one_line_errors():
-        runner_class = _load_runner(options["runner"])
-        if _is_dask_runner(runner_class):
+        if _names_project_runner(options["runner"], metadata.package_name) or (
+            _is_dask_runner(_load_runner(options["runner"]))
+        ):
             parameters = _environment_parameters(
                 metadata, options["env"], options["conf_source"], options["params"]
             )
             options["runner_params"] = _runner_params(
-                runner_class, parameters, options["runner_params"]
+                parameters, options["runner_params"]
             )
-        _check_fits(runner_class, options["runner_params"], "--runner-params")
-        if _is_dask_runner(runner_class):
             # An embedded cluster's workers fork from a forkserver that imports
             # what they will need while Kedro loads the project.
             start_worker_forkserver(
                 options["runner_params"]["client_args"],
                 _pipeline_modules(metadata.package_name),
             )
+            _check_dask_runner_options(parameters)
+        runner_class = _load_runner(options["runner"])
+        # Importing distributed (a DaskRunner's module does) resets its loggers to
+        # INFO after Kedro applied the project's logging configuration at
+        # start-up: apply that configuration again.
+        LOGGING.configure(LOGGING.data)
+        _check_fits(runner_class, options["runner_params"], "--runner-params")
         result: dict[str, Any] = kedro_run.callback(**options)
     return result
+
+
+def _names_project_runner(runner: str | None, package: str) -> bool:
+    """Whether ``--runner`` names this project's ``DaskRunner`` as the README
+    does: known to be one without importing it, and distributed with it, which
+    the workers' forkserver can spend importing what they need."""
+    return runner == f"{package}.runner.DaskRunner"
 
 
 def _pipeline_modules(package: str) -> list[str]:
@@ -140,7 +152,8 @@ def _instantiate_runner(
     runner_class = _load_runner(runner)
     kwargs = dict(runner_params or {})
     if _is_dask_runner(runner_class):
-        kwargs = _runner_params(runner_class, project_context.params, kwargs)
+        _check_dask_runner_options(project_context.params)
+        kwargs = _runner_params(project_context.params, kwargs)
     kwargs["is_async"] = is_async or kwargs.get("is_async", False)
     _check_fits(runner_class, kwargs, "--runner-params")
     with _one_line_errors():
@@ -149,9 +162,7 @@ def _instantiate_runner(
 
 
 def _runner_params(
-    runner_class: type[DaskRunner],
-    parameters: Mapping[str, Any],
-    runner_params: Mapping[str, Any],
+    parameters: Mapping[str, Any], runner_params: Mapping[str, Any]
 ) -> dict[str, Any]:
     """A ``DaskRunner``'s arguments: ``client_args`` from the environment's
     ``dask_client`` parameters updated by ``--runner-params client_args.<key>=...``,
@@ -159,14 +170,21 @@ def _runner_params(
     ``--runner-params <option>=...``: the command line wins."""
     client_args = _mapping(parameters.get(DASK_CLIENT_PARAMS), DASK_CLIENT_PARAMS)
     options = _mapping(parameters.get(DASK_RUNNER_PARAMS), DASK_RUNNER_PARAMS)
-    with _one_line_errors():
-        RunOptions.check_names(options, f"{DASK_RUNNER_PARAMS} option")
     from_cli = _mapping(runner_params.get("client_args"), "client_args")
     return {
         **options,
         **runner_params,
         "client_args": {**client_args, **from_cli},
     }
+
+
+def _check_dask_runner_options(parameters: Mapping[str, Any]) -> None:
+    """Name a misspelled option of the ``dask_runner`` parameters."""
+    from .runner.services import RunOptions
+
+    options = _mapping(parameters.get(DASK_RUNNER_PARAMS), DASK_RUNNER_PARAMS)
+    with _one_line_errors():
+        RunOptions.check_names(options, f"{DASK_RUNNER_PARAMS} option")
 
 
 def _load_runner(runner: str | None) -> type[AbstractRunner]:
@@ -180,7 +198,14 @@ def _load_runner(runner: str | None) -> type[AbstractRunner]:
 
 
 def _is_dask_runner(runner_class: Any) -> bool:
-    return isinstance(runner_class, type) and issubclass(runner_class, DaskRunner)
+    """Whether ``runner_class`` is a ``DaskRunner``: never one while the runner's
+    module is not imported (then neither is distributed)."""
+    module = sys.modules.get(f"{__package__}.runner.dask_runner")
+    return (
+        module is not None
+        and isinstance(runner_class, type)
+        and issubclass(runner_class, module.DaskRunner)
+    )
 
 
 def _check_fits(runner_class: Any, kwargs: Mapping[str, Any], source: str) -> None:

@@ -10,7 +10,7 @@ and their default values.
 # ``RunParamsHook`` hands DaskRunner the run's parameters, so that its runs
 # appear in Kedro-Viz's Workflow view as SequentialRunner's do (partial runs
 # excepted, as there).
-from {{ cookiecutter.python_package }}.runner.recording import RunParamsHook
+from {{ cookiecutter.python_package }}.runner.run_params import RunParamsHook
 
 HOOKS = (RunParamsHook(),)
 

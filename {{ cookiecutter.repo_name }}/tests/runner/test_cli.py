@@ -5,7 +5,10 @@ commands' arguments. What a user reads on the command line is tested through the
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -100,7 +103,7 @@ def test_command_line_wins_over_the_environment():
         "is_async": True,
     }
 
-    merged = _runner_params(DaskRunner, parameters, runner_params)
+    merged = _runner_params(parameters, runner_params)
 
     assert merged == {
         "client_args": {"address": ADDRESS, "timeout": 7, "worker_wait": 5},
@@ -212,7 +215,7 @@ def test_dask_env_parameters_are_read_with_nested_runtime_params(metadata):
 
     assert parameters["dask_client"] == {"address": ADDRESS, "timeout": 2}
     assert "raw_data" in parameters  # base parameters are still there
-    merged = _runner_params(DaskRunner, parameters, {})
+    merged = _runner_params(parameters, {})
     assert merged["client_args"] == {"address": ADDRESS, "timeout": 2}
 
 
@@ -230,11 +233,63 @@ def test_the_pipelines_workers_preload_are_those_kedro_finds(metadata):
     ]
 
 
+_RUN_ORDER = """
+import json, sys
+from kedro.framework.startup import bootstrap_project
+metadata = bootstrap_project(sys.argv[1])
+cli = __import__(sys.argv[2] + ".cli", fromlist=["run"])
+seen = {"distributed imported with cli.py": "distributed" in sys.modules}
+
+def forkserver_started(client_args, modules):
+    imported = "distributed" in sys.modules
+    seen["distributed imported at the forkserver's start"] = imported
+    seen["client_args"] = client_args
+
+def kedro_run(**options):
+    seen["distributed imported at the run"] = "distributed" in sys.modules
+    seen["runner_params"] = options["runner_params"]
+
+cli.start_worker_forkserver = forkserver_started
+cli.kedro_run.callback = kedro_run
+args = ["run", "--runner", sys.argv[2] + ".runner.DaskRunner", *sys.argv[3:]]
+cli.cli.main(args, obj=metadata, standalone_mode=False)
+print(json.dumps(seen))
+"""
+
+
+@pytest.mark.parametrize(
+    ("args", "client_args"),
+    [([], {}), (["--env", "dask"], {"address": ADDRESS})],
+)
+def test_kedro_run_starts_the_forkserver_before_importing_distributed(
+    args, client_args
+):
+    """``kedro run --runner <package>.runner.DaskRunner`` starts the workers'
+    forkserver (which imports what they need on another core) before it
+    imports distributed, then runs with the environment's ``dask_client``."""
+    result = subprocess.run(
+        [sys.executable, "-c", _RUN_ORDER, str(PROJECT_ROOT), PACKAGE, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    seen = json.loads(result.stdout.splitlines()[-1])
+    assert seen == {
+        "distributed imported with cli.py": False,
+        "distributed imported at the forkserver's start": False,
+        "client_args": client_args,
+        "distributed imported at the run": True,
+        "runner_params": {"client_args": client_args},
+    }
+
+
 def test_default_env_has_no_dask_client(metadata):
     parameters = _environment_parameters(metadata, None, None, None)
 
     assert "dask_client" not in parameters
-    assert _runner_params(DaskRunner, parameters, {})["client_args"] == {}
+    assert _runner_params(parameters, {})["client_args"] == {}
 
 
 # --------------------------------------------------------------------------- #

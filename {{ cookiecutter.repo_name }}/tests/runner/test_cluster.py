@@ -25,6 +25,7 @@ from distributed.core import Status
 from {{ cookiecutter.python_package }}.runner import (
     DaskClusterError,
     DaskRunner,
+    local_workers,
     worker_setup,
 )
 from {{ cookiecutter.python_package }}.runner import cluster as cluster_module
@@ -348,7 +349,7 @@ def test_dask_preloads_imported_first_when_workers_fork_from_a_forkserver(
 
 _FORKSERVER_STARTED_FIRST = """
 import importlib, json, os, pathlib, sys, tempfile, psutil
-cluster = importlib.import_module(sys.argv[1])
+local_workers = importlib.import_module(sys.argv[2] + ".local_workers")
 modules = pathlib.Path(tempfile.mkdtemp())
 (modules / "probe_module.py").write_text("")
 (modules / "broken_at_import.py").write_text("raise RuntimeError('boom')")
@@ -356,8 +357,12 @@ sys.path.insert(0, str(modules))
 from kedro.framework.project import configure_project
 configure_project(sys.argv[2].rpartition(".")[0])  # as bootstrap_project does
 environ = dict(os.environ)
-cluster.start_worker_forkserver({}, ["probe_module", "broken_at_import"])
+local_workers.start_worker_forkserver({}, ["probe_module", "broken_at_import"])
 assert dict(os.environ) == environ  # the driver's, as it was
+assert "distributed" not in sys.modules  # kedro run imports it after the start
+cluster = importlib.import_module(sys.argv[1])
+from kedro.framework.project import LOGGING
+LOGGING.configure(LOGGING.data)  # as kedro run does, distributed imported
 
 def state(names):
     return {
@@ -368,7 +373,8 @@ def state(names):
         "project": sys.modules["kedro.framework.project"].PACKAGE_NAME,
     }
 
-names = ["probe_module", "broken_at_import", sys.argv[2] + ".worker", "kedro.pipeline"]
+names = ["probe_module", "broken_at_import", sys.argv[2] + ".worker"]
+names += ["kedro.pipeline", "pandas"]
 args = dict(n_workers=2, threads_per_worker=1)
 with cluster.DaskCluster(args).connect() as (client, _):
     print(json.dumps([environ.get("PYTHONPATH"), *client.run(state, names).values()]))
@@ -376,12 +382,13 @@ with cluster.DaskCluster(args).connect() as (client, _):
 
 
 def test_a_forkserver_started_first_imports_what_workers_need_once():
-    """``kedro run`` starts the forkserver before Kedro loads the project: the
-    workers forked from it have the runner's worker side (with Kedro) and the
-    modules asked for imported before their first task (the driver's path, not
-    only its ``PYTHONPATH``), a module that fails to import left out, the Kedro
-    project configured, the driver's environment, and the same string hashes
-    (Dask's fixed hash seed)."""
+    """``kedro run`` starts the forkserver before it imports distributed and
+    Kedro loads the project: the workers forked from it have Dask's preloads
+    (pandas), the runner's worker side (with Kedro) and the modules asked for
+    imported before their first task (the driver's path, not only its
+    ``PYTHONPATH``), a module that fails to import left out, the Kedro project
+    configured, the driver's environment, and the same string hashes (Dask's
+    fixed hash seed)."""
     package = cluster_module.__name__.rpartition(".")[0]
     result = subprocess.run(
         [
@@ -401,7 +408,7 @@ def test_a_forkserver_started_first_imports_what_workers_need_once():
     assert len(workers) == 2
     for worker in workers:
         assert worker["imported"] == sorted(
-            ["probe_module", f"{package}.worker", "kedro.pipeline"]
+            ["kedro.pipeline", "pandas", "probe_module", f"{package}.worker"]
         ), worker
         assert "forkserver" in worker["parent"], worker
         assert worker["project"] == package.rpartition(".")[0], worker
@@ -685,7 +692,7 @@ def test_local_cluster_workers_keep_dask_info_out_and_show_warnings(capfd):
         assert banner not in err, err
     # Dask's own pre-spawn-environ (OMP_NUM_THREADS, ...) stays set here, as Dask
     # documents; the runner's own variables for the workers do not.
-    for name in cluster_module._WORKER_ENVIRON:
+    for name in local_workers._WORKER_ENVIRON:
         assert os.environ.get(name) == before.get(name), name
 
 

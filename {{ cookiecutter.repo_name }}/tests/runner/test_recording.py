@@ -20,7 +20,8 @@ from kedro_viz.integrations.kedro.run_hooks import PipelineRunStatusHook
 
 from {{ cookiecutter.python_package }}.runner import DaskRunner
 from {{ cookiecutter.python_package }}.runner.compat import create_hook_manager
-from {{ cookiecutter.python_package }}.runner.recording import RunParamsHook, RunRecorder
+from {{ cookiecutter.python_package }}.runner.recording import RunRecorder
+from {{ cookiecutter.python_package }}.runner.run_params import RunParamsHook
 from {{ cookiecutter.python_package }}.runner.run_record import read_run_record
 from {{ cookiecutter.python_package }}.runner.worker import picklable_node_hooks
 

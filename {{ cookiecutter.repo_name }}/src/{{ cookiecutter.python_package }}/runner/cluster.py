@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import enum
 import importlib.util
 import inspect
 import json
@@ -19,7 +18,7 @@ import os
 import sys
 import threading
 import weakref
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from contextlib import (
     AbstractContextManager,
     ExitStack,
@@ -38,8 +37,16 @@ from kedro.utils import load_obj
 
 from . import forkserver, worker_setup
 from .addresses import SchedulerAddress, refuse_plaintext
-from .errors import DaskClusterError, DaskRunnerError
+from .errors import DaskClusterError
 from .interrupts import block_sigint, ctrl_c_never_lost
+from .local_workers import (
+    CLUSTER_OPTION,
+    RUN_OPTIONS,
+    Source,
+    cluster_source,
+    current_client,
+    worker_environ,
+)
 from .versions import distributed_version_warning_silenced
 
 logger = logging.getLogger(__name__)
@@ -71,16 +78,10 @@ _CLIENT_OPTIONS = frozenset(
         "security",
     }
 )
-# Options of the runner itself, valid whichever way the cluster comes; not given
-# to Dask. ``allow_insecure``: plaintext (tcp://, ws://) to a scheduler beyond
-# loopback is allowed, with a warning, instead of refused (see ``addresses``).
-_RUN_OPTIONS = frozenset({"worker_wait", "allow_insecure"})
-# Any cluster class, by import path: {"class": ..., "kwargs": {...}, "adapt": {...}}
-_CLUSTER_OPTION = "cluster"
 _CLUSTER_KEYS = frozenset({"class", "kwargs", "adapt"})
 # Options that only make sense when the runner starts a LocalCluster: those of
 # LocalCluster itself and those it forwards to each worker's Nanny.
-_LOCAL_CLUSTER_OPTIONS = (
+_LOCALCLUSTER_OPTIONS = (
     (
         frozenset(inspect.signature(LocalCluster).parameters)
         | frozenset(inspect.signature(Nanny).parameters)
@@ -102,18 +103,6 @@ _WORKER_PRELOAD = (
     if str(worker_setup.__file__).endswith(".py")
     else worker_setup.__name__
 )
-# Environment of those worker processes from their start, when Dask, as it is
-# imported, sets up its logging from its config: its INFO messages (worker
-# banners, connections, preloads) are kept out of the console they share.
-_WORKER_ENVIRON = {"DASK_DISTRIBUTED__LOGGING__DISTRIBUTED": "warning"}
-# glibc's malloc in those worker processes keeps 64 MiB at the top of its heap when
-# it trims it (unless this process's environment or Dask's pre-spawn-environ sets
-# MALLOC_TOP_PAD_). Dask's own MALLOC_TRIM_THRESHOLD_ (65536) gives memory back to
-# the OS as soon as it is freed; without the pad, every large temporary array a
-# node frees is given back and faulted in again at the next allocation: the
-# example's model nodes took 1.6-2x as long as in SequentialRunner's process, with
-# twice the system time. A worker keeps at most the pad of freed memory.
-_MALLOC_TOP_PAD = ("MALLOC_TOP_PAD_", str(64 * 2**20))
 
 _NUMBER = (int, float)
 _DURATION = (int, float, str)  # seconds, or a Dask duration such as "30s"
@@ -166,7 +155,7 @@ def validate_client_args(client_args: Mapping[str, Any] | None) -> dict[str, Any
             f"{type(client_args).__name__}: {client_args!r}"
         )
     args = dict(client_args)
-    known = _CLIENT_OPTIONS | _RUN_OPTIONS | _LOCAL_CLUSTER_OPTIONS | {_CLUSTER_OPTION}
+    known = _CLIENT_OPTIONS | RUN_OPTIONS | _LOCALCLUSTER_OPTIONS | {CLUSTER_OPTION}
     for key in args:
         if key not in known:
             raise DaskClusterError(
@@ -177,11 +166,11 @@ def validate_client_args(client_args: Mapping[str, Any] | None) -> dict[str, Any
             )
     for key, value in args.items():
         _check_type(key, value)
-    if _CLUSTER_OPTION in args:
+    if CLUSTER_OPTION in args:
         _validate_cluster_block(args)
     remote = [key for key in ("address", "scheduler_file") if args.get(key)]
     if remote:
-        local_only = sorted(set(args) & (_LOCAL_CLUSTER_OPTIONS - {"name", "security"}))
+        local_only = sorted(set(args) & (_LOCALCLUSTER_OPTIONS - {"name", "security"}))
         if local_only:
             raise DaskClusterError(
                 f"dask_client option '{local_only[0]}' configures a LocalCluster "
@@ -208,7 +197,7 @@ def _check_type(key: str, value: Any) -> None:
 
 
 def _validate_cluster_block(args: Mapping[str, Any]) -> None:
-    block = args[_CLUSTER_OPTION]
+    block = args[CLUSTER_OPTION]
     if not isinstance(block, Mapping) or "class" not in block:
         raise DaskClusterError(
             "dask_client option 'cluster' must be a mapping with 'class' (an import "
@@ -232,7 +221,7 @@ def _validate_cluster_block(args: Mapping[str, Any]) -> None:
             f"dask_client option 'cluster.class': cannot import "
             f"'{block['class']}': {exc}"
         ) from None
-    others = sorted(set(args) - {_CLUSTER_OPTION, "timeout", "security"} - _RUN_OPTIONS)
+    others = sorted(set(args) - {CLUSTER_OPTION, "timeout", "security"} - RUN_OPTIONS)
     if others:
         raise DaskClusterError(
             f"dask_client option '{others[0]}' cannot be combined with 'cluster'; "
@@ -286,31 +275,6 @@ class Connection(NamedTuple):
 
     client: Client
     workers_are_local: bool
-
-
-class _Source(enum.Enum):
-    """Where the cluster of a run comes from (see ``DaskCluster``)."""
-
-    CLUSTER = "a cluster class"
-    ADDRESS = "a scheduler address"
-    LOCAL = "a LocalCluster started here"
-    CURRENT = "the current client"
-    CONFIG = "the Dask config's scheduler-address"
-
-
-def _source(args: Mapping[str, Any]) -> _Source:
-    """Where the cluster of ``args`` comes from, in ``DaskCluster``'s order."""
-    if _CLUSTER_OPTION in args:
-        return _Source.CLUSTER
-    if args.get("address") or args.get("scheduler_file"):
-        return _Source.ADDRESS
-    if args.keys() - {"timeout", "name"}:
-        return _Source.LOCAL
-    if _current_client() is not None:
-        return _Source.CURRENT
-    if dask.config.get("scheduler-address", None):
-        return _Source.CONFIG
-    return _Source.LOCAL
 
 
 class _Starting:
@@ -429,25 +393,6 @@ class _Starting:
             self._stack.close()
 
 
-def start_worker_forkserver(
-    client_args: Mapping[str, Any] | None, modules: Sequence[str] = ()
-) -> None:
-    """Start now the forkserver that the worker processes of the LocalCluster
-    ``client_args`` start would fork from, importing ``modules`` too (see
-    ``forkserver``): ``kedro run`` calls it before Kedro loads the project.
-
-    Nothing happens when the cluster would come from anywhere else, has no
-    worker processes, or ``client_args`` are invalid (the runner says so).
-    """
-    try:
-        args = validate_client_args(client_args)
-    except DaskRunnerError:
-        return
-    args = {k: v for k, v in args.items() if k not in _RUN_OPTIONS}
-    if _source(args) is _Source.LOCAL and args.get("processes", True):
-        forkserver.start(_worker_environ(), modules)
-
-
 class DaskCluster:
     """Provides the ``distributed.Client`` of one run and owns what it opened.
 
@@ -507,7 +452,7 @@ class DaskCluster:
         if self._starting is not None:
             return
         args = self._connect_args()
-        if _source(args) is not _Source.LOCAL:
+        if cluster_source(args) is not Source.LOCAL:
             return
         args.pop("timeout")
         starting = _Starting(args, background=True)
@@ -519,7 +464,7 @@ class DaskCluster:
         atexit.register(starting.abandon)
 
     def _connect_args(self) -> dict[str, Any]:
-        args = {k: v for k, v in self._args.items() if k not in _RUN_OPTIONS}
+        args = {k: v for k, v in self._args.items() if k not in RUN_OPTIONS}
         args.setdefault("timeout", DEFAULT_CONNECT_TIMEOUT)
         return args
 
@@ -546,18 +491,18 @@ class DaskCluster:
     ) -> AbstractContextManager[Connection]:
         """Where the cluster comes from (see the class docstring); ``starting``:
         the LocalCluster ``start_early`` started, if any."""
-        source = _source(args)
-        if starting is not None and source is not _Source.LOCAL:
+        source = cluster_source(args)
+        if starting is not None and source is not Source.LOCAL:
             starting.abandon()  # e.g. a client made since: that one is used
             starting = None
-        if source is _Source.CLUSTER:
+        if source is Source.CLUSTER:
             return self._any_cluster(**args)
-        if source is _Source.ADDRESS:
+        if source is Source.ADDRESS:
             return self._connect(args)
-        if source is _Source.LOCAL:
+        if source is Source.LOCAL:
             return self._local_cluster(args, starting)
-        if source is _Source.CURRENT:
-            current = _current_client()
+        if source is Source.CURRENT:
+            current = current_client()
             logger.info("Using the current Dask client of this process: %s", current)
             return nullcontext(Connection(current, workers_are_local=False))
         address = dask.config.get("scheduler-address", None)
@@ -800,28 +745,12 @@ def _serve_dashboard_on_request(cluster: LocalCluster, prefix: str) -> None:
         cluster.sync(_install_dashboard_now, scheduler, prefix)
 
 
-def _worker_environ() -> dict[str, str]:
-    """What the runner adds to the environment of a LocalCluster's worker
-    processes: ``_WORKER_ENVIRON`` and ``worker_memory_environ()``."""
-    return {**_WORKER_ENVIRON, **worker_memory_environ()}
-
-
-def worker_memory_environ() -> dict[str, str]:
-    """``MALLOC_TOP_PAD_`` for Dask worker processes (see ``_MALLOC_TOP_PAD``),
-    unless this process's environment or Dask's pre-spawn-environ sets it."""
-    name, value = _MALLOC_TOP_PAD
-    configured = dask.config.get(forkserver.PRE_SPAWN_KEY, default=None)
-    if name in os.environ or name in (configured or {}):
-        return {}
-    return {name: value}
-
-
 @contextmanager
 def _worker_processes(options: Mapping[str, Any]) -> Iterator[None]:
     """Around the life of a LocalCluster: how its worker processes start.
 
     - Dask's ``distributed.nanny.pre-spawn-environ`` gives them
-      ``_worker_environ()``; Dask sets it in this process too, so it is taken
+      ``worker_environ()``; Dask sets it in this process too, so it is taken
       out again at the end.
     - They do not run the main script again (see ``_no_main_rerun``).
     - The process's first LocalCluster forks them from a forkserver that has
@@ -831,7 +760,7 @@ def _worker_processes(options: Mapping[str, Any]) -> Iterator[None]:
         yield  # thread-only: no worker process
         return
     key = forkserver.PRE_SPAWN_KEY
-    ours = _worker_environ()
+    ours = worker_environ()
     environ = {**(dask.config.get(key, default=None) or {}), **ours}
     added = [name for name in ours if name not in os.environ]
     config: dict[str, Any] = {key: environ}
@@ -935,11 +864,3 @@ async def _stop_workers(workers: list[Any], timeout: float) -> None:
         ),
         return_exceptions=True,
     )
-
-
-def _current_client() -> Client | None:
-    """The client this process already uses, if any (never creates one)."""
-    try:
-        return Client.current(allow_global=True)
-    except ValueError:
-        return None

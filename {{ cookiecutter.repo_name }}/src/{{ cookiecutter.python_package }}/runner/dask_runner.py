@@ -41,7 +41,8 @@ from .graph import DaskGraph, Key, PipelineGraph, UnpicklableError
 from .interrupts import ctrl_c_never_lost
 from .node_logs import LogSettings, NodeLogs
 from .plugins import by_value, erred_on
-from .recording import RunRecorder, run_params_of
+from .recording import RunRecorder
+from .run_params import run_params_of
 from .run_record import quiet_kedro_viz_runner_warning
 from .services import NodeProgress, RunOptions, run_services
 from .submit import TaskFeeder

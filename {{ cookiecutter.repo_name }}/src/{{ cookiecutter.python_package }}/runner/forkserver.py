@@ -50,6 +50,7 @@ import, the project package to configure and the forkserver's own
 
 _METHOD = "forkserver"
 _DASK_HASH_SEED = "6640"  # Dask's own, see distributed.nanny
+_DASK_START_METHOD = "spawn"  # Dask's default, see distributed.yaml
 _RUNNER_PACKAGE = __name__.rpartition(".")[0]
 _WORKER_MODULES = (f"{_RUNNER_PACKAGE}.worker",)
 """What every worker of a run imports: the runner's worker side, with Kedro."""
@@ -62,7 +63,7 @@ def usable() -> bool:
     """Whether worker processes can fork from this forkserver: Dask would spawn
     them (its default start method) and the platform has forkservers."""
     return (
-        dask.config.get(START_METHOD_KEY) == "spawn"
+        _start_method() == "spawn"
         and _METHOD in multiprocessing.get_all_start_methods()
     )
 
@@ -89,7 +90,9 @@ def start(environ: Mapping[str, str], modules: Sequence[str] = ()) -> None:
             "pythonpath": os.environ.get("PYTHONPATH"),
         }
         context = multiprocessing.get_context(_METHOD)
-        context.set_forkserver_preload([*_dask_preloads(), f"{__package__}.preimport"])
+        # Only preimport: it imports Dask's preloads itself, in the forkserver, so
+        # that this process need not import distributed to name them.
+        context.set_forkserver_preload([f"{__package__}.preimport"])
         variables = {
             **_pre_spawn_environ(),
             **environ,
@@ -100,6 +103,14 @@ def start(environ: Mapping[str, str], modules: Sequence[str] = ()) -> None:
         }
         with _sigint_blocked(), _environment(variables):
             multiprocessing.forkserver.ensure_running()
+
+
+def _start_method() -> str:
+    """How Dask starts worker processes: as the user's Dask configuration says,
+    else Dask's default, also before ``distributed`` (which adds its defaults to
+    the configuration) is imported."""
+    method: str = dask.config.get(START_METHOD_KEY, default=_DASK_START_METHOD)
+    return method
 
 
 def take(environ: Mapping[str, str]) -> bool:
@@ -147,14 +158,14 @@ def import_dask_preloads() -> None:
     (a half-imported pyarrow), and Dask printed the failed worker start with a
     traceback. Imported first in the main thread, a Ctrl-C just stops the run.
     """
-    if not (usable() or dask.config.get(START_METHOD_KEY) == _METHOD):
+    if not (usable() or _start_method() == _METHOD):
         return
-    for name in _dask_preloads():
+    for name in dask_preloads():
         with suppress(ImportError):
             importlib.import_module(name)
 
 
-def _dask_preloads() -> list[str]:
+def dask_preloads() -> list[str]:
     """What Dask's own forkserver imports (``distributed.utils.get_mp_context``)."""
     try:
         from distributed.versions import optional_packages, required_packages

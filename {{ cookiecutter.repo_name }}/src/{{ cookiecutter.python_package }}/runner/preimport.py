@@ -2,9 +2,10 @@
 (see ``forkserver``): imports, once, the modules those workers will import, so
 that each worker forked from it has them.
 
-The environment variable ``forkserver.SETUP_VARIABLE``, set for the forkserver's
-start only, names the modules, the Kedro project package, and the
-``PYTHONPATH`` to restore once they are imported (the forkserver started with
+It imports what Dask's own forkserver would (``forkserver.dask_preloads``), then
+the modules named by the environment variable ``forkserver.SETUP_VARIABLE``, set
+for the forkserver's start only, which also names the Kedro project package and
+the ``PYTHONPATH`` to restore once they are imported (the forkserver started with
 the driver's path). A module that fails to import, whatever the error, is left
 out: a worker that needs it imports it itself, and the node reports the error.
 The project is then configured as a worker's first node task would
@@ -27,7 +28,7 @@ import os
 from contextlib import suppress
 
 from . import worker_setup
-from .forkserver import SETUP_VARIABLE
+from .forkserver import SETUP_VARIABLE, dask_preloads
 
 
 def _import_all() -> None:
@@ -41,7 +42,7 @@ def _import_all() -> None:
             os.environ.pop("PYTHONPATH", None)
         else:
             os.environ["PYTHONPATH"] = setup["pythonpath"]
-    for name in setup.get("modules", []):
+    for name in [*dask_preloads(), *setup.get("modules", [])]:
         with suppress(Exception):
             importlib.import_module(name)
     if setup.get("package"):

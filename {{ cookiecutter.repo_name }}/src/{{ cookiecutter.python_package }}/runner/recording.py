@@ -28,7 +28,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kedro.framework.hooks import hook_impl
 from kedro.utils import find_kedro_project
 
 from .compat import run_on_workers
@@ -48,37 +47,11 @@ from .run_record import (
 if TYPE_CHECKING:
     from distributed import Client
     from kedro.pipeline import Pipeline
-    from pluggy import PluginManager
 
 logger = logging.getLogger(__name__)
 
 # Seconds the driver waits, when a run ends, for the measurements workers hold.
 _DRAIN_TIMEOUT = 10.0
-
-
-class RunParamsHook:
-    """Remembers the ``run_params`` Kedro passes to pipeline hooks.
-
-    Kedro hands runners no ``run_params``; Kedro-Viz needs them to tell a full
-    run from a partial one (``--tags``, ``--from-nodes``, ...), which it does not
-    record. Registered in the project's ``settings.py``.
-    """
-
-    def __init__(self) -> None:
-        self.run_params: dict[str, Any] | None = None
-
-    @hook_impl
-    def before_pipeline_run(self, run_params: dict[str, Any]) -> None:
-        self.run_params = dict(run_params)
-
-
-def run_params_of(hook_manager: PluginManager | None) -> dict[str, Any] | None:
-    """The run's ``run_params``, if a ``RunParamsHook`` is registered."""
-    plugins = getattr(hook_manager, "get_plugins", lambda: ())() or ()
-    for plugin in plugins:  # Kedro's null hook manager has none
-        if isinstance(plugin, RunParamsHook):
-            return plugin.run_params
-    return None
 
 
 @contextmanager

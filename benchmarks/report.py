@@ -785,13 +785,13 @@ def as_shipped_markdown(
             "Each repetition a fresh Python process, started from the demo "
             "project's root, does what `kedro run --runner "
             "dask_demo.runner.DaskRunner` does for a one-node pipeline, in its "
-            "order: `bootstrap_project`; the runner imported, Kedro's logging "
-            "applied again and the workers' forkserver started, as the "
-            "project's `cli.run` does; a `KedroSession` loading the context, "
-            "the pipelines and the catalog; then `DaskRunner().run(<one trivial "
-            "node>, catalog, ...)`: the embedded LocalCluster's start, the node, "
-            "the cluster's stop (timed). The whole process's wall time is shown "
-            "too.",
+            "order: `bootstrap_project`; the workers' forkserver started, then "
+            "the runner (with distributed) imported and Kedro's logging applied "
+            "again, as the project's `cli.run` does; a `KedroSession` loading "
+            "the context, the pipelines and the catalog; then "
+            "`DaskRunner().run(<one trivial node>, catalog, ...)`: the embedded "
+            "LocalCluster's start, the node, the cluster's stop (timed). The "
+            "whole process's wall time is shown too.",
             "",
             fresh_table(fresh, summary["fresh_start"]),
             "",

@@ -487,11 +487,9 @@ def no_connection(monkeypatch) -> list[dict]:
         calls.append({"args": args, **kwargs})
         raise OSError("not connecting in this test")
 
-    def no_current_client(**kwargs):
-        raise ValueError("No clients found")
-
-    client.current = no_current_client
     monkeypatch.setattr(cluster_module, "Client", client)
+    # No client of this process to reuse, whatever an earlier test left.
+    monkeypatch.setattr(local_workers, "current_client", lambda: None)
     return calls
 
 

@@ -81,7 +81,7 @@ _CLIENT_OPTIONS = frozenset(
 _CLUSTER_KEYS = frozenset({"class", "kwargs", "adapt"})
 # Options that only make sense when the runner starts a LocalCluster: those of
 # LocalCluster itself and those it forwards to each worker's Nanny.
-_LOCALCLUSTER_OPTIONS = (
+_LOCAL_CLUSTER_OPTIONS = (
     (
         frozenset(inspect.signature(LocalCluster).parameters)
         | frozenset(inspect.signature(Nanny).parameters)
@@ -155,7 +155,7 @@ def validate_client_args(client_args: Mapping[str, Any] | None) -> dict[str, Any
             f"{type(client_args).__name__}: {client_args!r}"
         )
     args = dict(client_args)
-    known = _CLIENT_OPTIONS | RUN_OPTIONS | _LOCALCLUSTER_OPTIONS | {CLUSTER_OPTION}
+    known = _CLIENT_OPTIONS | RUN_OPTIONS | _LOCAL_CLUSTER_OPTIONS | {CLUSTER_OPTION}
     for key in args:
         if key not in known:
             raise DaskClusterError(
@@ -170,7 +170,7 @@ def validate_client_args(client_args: Mapping[str, Any] | None) -> dict[str, Any
         _validate_cluster_block(args)
     remote = [key for key in ("address", "scheduler_file") if args.get(key)]
     if remote:
-        local_only = sorted(set(args) & (_LOCALCLUSTER_OPTIONS - {"name", "security"}))
+        local_only = sorted(set(args) & (_LOCAL_CLUSTER_OPTIONS - {"name", "security"}))
         if local_only:
             raise DaskClusterError(
                 f"dask_client option '{local_only[0]}' configures a LocalCluster "

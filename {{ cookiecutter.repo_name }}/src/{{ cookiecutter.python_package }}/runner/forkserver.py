@@ -11,7 +11,8 @@ worker's first node would. A forked worker runs its first node at once.
 
 ``start`` starts it ahead of the cluster, so that it imports while the driver does
 something else: ``kedro run`` starts it as soon as it knows that the run starts an
-embedded cluster, before Kedro loads the project. Otherwise the cluster starts it
+embedded cluster, before it imports distributed and Kedro loads the project
+(``local_workers.start_worker_forkserver``). Otherwise the cluster starts it
 (``take``).
 
 The forkserver keeps the environment and console of its start for as long as the

@@ -417,6 +417,47 @@ def test_a_forkserver_started_first_imports_what_workers_need_once():
     assert "boom" not in result.stderr, result.stderr
 
 
+_DRIVER_GONE_EARLY = """
+import importlib, multiprocessing.forkserver, pathlib, sys, tempfile
+local_workers = importlib.import_module(sys.argv[1] + ".local_workers")
+modules = pathlib.Path(tempfile.mkdtemp())
+(modules / "slow_first.py").write_text("import time; time.sleep(3)")
+(modules / "slow_then.py").write_text("import time; time.sleep(120)")
+sys.path.insert(0, str(modules))
+local_workers.start_worker_forkserver({}, ["slow_first", "slow_then"])
+print(multiprocessing.forkserver._forkserver._forkserver_pid, flush=True)
+"""
+
+
+def test_a_forkserver_whose_driver_is_gone_stops_importing():
+    """A driver that ends while its forkserver still imports (bad input found
+    after the start, Ctrl-C): the forkserver stops at its next import instead of
+    importing on (here, a two-minute module) with the driver's output, which it
+    shares, held open: ``kedro run | tee`` would wait for it."""
+    package = cluster_module.__name__.rpartition(".")[0]
+    # Returns once the driver's output is closed: by every process holding it.
+    result = subprocess.run(
+        [sys.executable, "-c", _DRIVER_GONE_EARLY, package],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    pid = int(result.stdout.split()[-1])
+    deadline = time.monotonic() + 10
+    while _running(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _running(pid), "the forkserver still imports for a driver gone"
+
+
+def _running(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def _wait_for_worker_process(process: psutil.Process, before: set[int]) -> int:
     """The pid of the first worker process started under ``process`` besides
     ``before``: spawned, or forked by multiprocessing's forkserver."""

@@ -46,8 +46,8 @@ START_METHOD_KEY = "distributed.worker.multiprocessing-method"
 PRE_SPAWN_KEY = "distributed.nanny.pre-spawn-environ"
 SETUP_VARIABLE = "KEDRO_DASK_FORKSERVER"
 """The environment variable that tells ``preimport``, in JSON, the modules to
-import, the project package to configure and the forkserver's own
-``PYTHONPATH``; set for the forkserver's start only."""
+import, the project package to configure, the forkserver's own ``PYTHONPATH`` and
+the driver's pid; set for the forkserver's start only."""
 
 _METHOD = "forkserver"
 _DASK_HASH_SEED = "6640"  # Dask's own, see distributed.nanny
@@ -89,6 +89,7 @@ def start(environ: Mapping[str, str], modules: Sequence[str] = ()) -> None:
             "modules": list(dict.fromkeys([*_WORKER_MODULES, *modules])),
             "package": _project_package(),
             "pythonpath": os.environ.get("PYTHONPATH"),
+            "driver": os.getpid(),
         }
         context = multiprocessing.get_context(_METHOD)
         # Only preimport: it imports Dask's preloads itself, in the forkserver, so

@@ -347,13 +347,23 @@ def test_dask_preloads_imported_first_when_workers_fork_from_a_forkserver(
     assert after is imported
 
 
-_FORKSERVER_STARTED_FIRST = """
-import importlib, json, os, pathlib, sys, tempfile, psutil
+def _with_modules(modules: dict[str, str], script: str) -> str:
+    """``script``, for a fresh process, run with ``modules`` (name: source)
+    importable from a temporary folder."""
+    return (
+        "import pathlib, sys, tempfile\n"
+        "folder = pathlib.Path(tempfile.mkdtemp())\n"
+        f"for name, source in {modules!r}.items():\n"
+        "    (folder / f'{name}.py').write_text(source)\n"
+        "sys.path.insert(0, str(folder))\n"
+    ) + script
+
+
+_FORKSERVER_STARTED_FIRST = _with_modules(
+    {"probe_module": "", "broken_at_import": "raise RuntimeError('boom')"},
+    """
+import importlib, json, os, sys, psutil
 local_workers = importlib.import_module(sys.argv[2] + ".local_workers")
-modules = pathlib.Path(tempfile.mkdtemp())
-(modules / "probe_module.py").write_text("")
-(modules / "broken_at_import.py").write_text("raise RuntimeError('boom')")
-sys.path.insert(0, str(modules))
 from kedro.framework.project import configure_project
 configure_project(sys.argv[2].rpartition(".")[0])  # as bootstrap_project does
 environ = dict(os.environ)
@@ -378,7 +388,8 @@ names += ["kedro.pipeline", "pandas"]
 args = dict(n_workers=2, threads_per_worker=1)
 with cluster.DaskCluster(args).connect() as (client, _):
     print(json.dumps([environ.get("PYTHONPATH"), *client.run(state, names).values()]))
-"""
+""",
+)
 
 
 def test_a_forkserver_started_first_imports_what_workers_need_once():
@@ -417,16 +428,18 @@ def test_a_forkserver_started_first_imports_what_workers_need_once():
     assert "boom" not in result.stderr, result.stderr
 
 
-_DRIVER_GONE_EARLY = """
-import importlib, multiprocessing.forkserver, pathlib, sys, tempfile
+_DRIVER_GONE_EARLY = _with_modules(
+    {
+        "slow_first": "import time; time.sleep(3)",
+        "slow_then": "import time; time.sleep(120)",
+    },
+    """
+import importlib, multiprocessing.forkserver, sys
 local_workers = importlib.import_module(sys.argv[1] + ".local_workers")
-modules = pathlib.Path(tempfile.mkdtemp())
-(modules / "slow_first.py").write_text("import time; time.sleep(3)")
-(modules / "slow_then.py").write_text("import time; time.sleep(120)")
-sys.path.insert(0, str(modules))
 local_workers.start_worker_forkserver({}, ["slow_first", "slow_then"])
 print(multiprocessing.forkserver._forkserver._forkserver_pid, flush=True)
-"""
+""",
+)
 
 
 def test_a_forkserver_whose_driver_is_gone_stops_importing():

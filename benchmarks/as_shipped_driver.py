@@ -384,7 +384,9 @@ def fresh_start(project_dir: Path, package: str) -> None:
     # the workers' forkserver started, then the runner (and distributed) imported
     # and Kedro's logging applied again.
     cli = __import__(f"{package}.cli", fromlist=["run"])
-    local_workers = __import__(f"{package}.runner.local_workers", fromlist=["x"])
+    local_workers = __import__(
+        f"{package}.runner.local_workers", fromlist=["start_worker_forkserver"]
+    )
     local_workers.start_worker_forkserver({}, cli._pipeline_modules(package))
     start = time.perf_counter()
     runner_module = _import_runner(package)

@@ -22,6 +22,8 @@ the runner's construction to the end of ``run``; prints ``RESULT <json>`` last.
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import gc
 import json
 import logging
@@ -30,6 +32,7 @@ import os
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +45,11 @@ QUIET_ALL = "DaskRunner, driver + workers at WARNING"
 CONSOLE_DISCARDED = "DaskRunner, as shipped, driver's console discarded"
 PLAIN = "plain Dask client.get"
 SEQUENTIAL_SHIPPED = "SequentialRunner, as shipped"
+# As shipped, the console a terminal: rich's handler (``TTY_COMPATIBLE=1``, rich's
+# own switch), where the others print through the project's plain ``console``
+# handler as ``kedro run`` does when its output is not a terminal.
+SHIPPED_TERMINAL = "DaskRunner, as shipped, on a terminal"
+SEQUENTIAL_TERMINAL = "SequentialRunner, as shipped, on a terminal"
 VARIANTS = (
     SHIPPED,
     QUIET_WORKERS,
@@ -49,10 +57,14 @@ VARIANTS = (
     CONSOLE_DISCARDED,
     PLAIN,
     SEQUENTIAL_SHIPPED,
+    SHIPPED_TERMINAL,
+    SEQUENTIAL_TERMINAL,
 )
+ON_TERMINAL = (SHIPPED_TERMINAL, SEQUENTIAL_TERMINAL)
 # The warm cluster each variant runs on (SequentialRunner: none, the driver).
 CLUSTER_OF = {
     SHIPPED: "shipped",
+    SHIPPED_TERMINAL: "shipped",
     CONSOLE_DISCARDED: "shipped",
     PLAIN: "shipped",
     QUIET_WORKERS: "quiet",
@@ -84,11 +96,13 @@ def _session_hook_manager() -> Any:
 def _import_runner(package: str) -> Any:
     """The project's runner package, imported as ``kedro run`` imports it; then,
     as the project's ``cli.run`` does, Kedro's logging configuration applied
-    again (importing distributed reset its loggers)."""
+    again (importing distributed reset its loggers) for the console it prints
+    to (no terminal here: the project's plain ``console`` handler)."""
     from kedro.framework.project import LOGGING
 
     runner = __import__(f"{package}.runner", fromlist=["DaskRunner"])
-    LOGGING.configure(LOGGING.data)
+    cli = __import__(f"{package}.cli", fromlist=["console_logging"])
+    LOGGING.configure(cli.console_logging(LOGGING.data))
     return runner
 
 
@@ -162,8 +176,12 @@ class _WarmDriver:
         # runner (and with it distributed, which sets its own logger's level).
         import quiet_logging
         from distributed import Client
+        from kedro.framework.project import LOGGING
 
+        # The project's own configuration, its rich handler for a terminal.
+        self.terminal_logging = copy.deepcopy(LOGGING.data)
         runner = _import_runner(spec["package"])
+        self.pipe_logging = LOGGING.data
         self.dask_runner = runner.DaskRunner
         self.quiet_logging = quiet_logging
         self.hook_manager = _session_hook_manager()
@@ -178,6 +196,26 @@ class _WarmDriver:
     def driver_default(self) -> None:
         for name, level in self.driver_levels.items():
             logging.getLogger(name).setLevel(level)
+
+    @contextlib.contextmanager
+    def console_for(self, variant: str) -> Iterator[None]:
+        """The driver's console as ``variant`` has it: a terminal for the
+        ``ON_TERMINAL`` variants (rich's handler, the live progress display),
+        else a file (the plain ``console`` handler), as ``kedro run`` sets it."""
+        from kedro.framework.project import LOGGING
+
+        if variant not in ON_TERMINAL:
+            yield
+            return
+        os.environ["TTY_COMPATIBLE"] = "1"
+        LOGGING.configure(self.terminal_logging)
+        self.driver_default()
+        try:
+            yield
+        finally:
+            del os.environ["TTY_COMPATIBLE"]
+            LOGGING.configure(self.pipe_logging)
+            self.driver_default()
 
     def _kedro_run(self, runner: Any, pipeline: Any) -> None:
         from kedro.io import DataCatalog
@@ -195,7 +233,7 @@ class _WarmDriver:
             self.shipped.get(graph, keys)
             return
         pipeline = (workloads.fan_out if case == "W1 fan-out" else workloads.chain)(n)
-        if variant == SEQUENTIAL_SHIPPED:
+        if variant in (SEQUENTIAL_SHIPPED, SEQUENTIAL_TERMINAL):
             self._kedro_run(SequentialRunner(), pipeline)
             return
         address = self.spec[f"{CLUSTER_OF[variant]}_address"]
@@ -233,9 +271,10 @@ class _WarmDriver:
         cpu_before = _cpu_seconds(workers)
         driver_before = self.driver_console.sizes()
         workers_before = self.worker_console.sizes()
-        start = time.perf_counter()
-        self.run(variant, case, n)
-        seconds = time.perf_counter() - start
+        with self.console_for(variant):
+            start = time.perf_counter()
+            self.run(variant, case, n)
+            seconds = time.perf_counter() - start
         cpu_after = _cpu_seconds(workers)
         return (
             seconds,
@@ -295,7 +334,8 @@ def warm(spec_path: Path, result_path: Path) -> None:
     for n in WARM_UP_SIZES:
         for variant in VARIANTS:
             for case in CASES:
-                driver.run(variant, case, n)
+                with driver.console_for(variant):
+                    driver.run(variant, case, n)
     progress.write("as shipped: warmed up\n")
     logging_before = driver.logging_state()
     idle_before = driver.idle_cpu_rates()

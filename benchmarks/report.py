@@ -29,7 +29,9 @@ from as_shipped_driver import (
     QUIET_ALL,
     QUIET_WORKERS,
     SEQUENTIAL_SHIPPED,
+    SEQUENTIAL_TERMINAL,
     SHIPPED,
+    SHIPPED_TERMINAL,
     VARIANTS,
 )
 from harness import (
@@ -63,6 +65,8 @@ VARIANT_LOGGING = {
     CONSOLE_DISCARDED: ("project default, output discarded", "project default"),
     PLAIN: ("project default", "project default"),
     SEQUENTIAL_SHIPPED: ("project default", "–"),
+    SHIPPED_TERMINAL: ("project default, on a terminal (rich)", "project default"),
+    SEQUENTIAL_TERMINAL: ("project default, on a terminal (rich)", "–"),
 }
 
 TARGETS = [
@@ -403,6 +407,7 @@ def summarise_as_shipped(data: dict[str, Any]) -> dict[str, Any]:
                 "logging_ms_per_node": per_node(SHIPPED, QUIET_ALL),
                 "shipped_vs_plain": med[SHIPPED] / plain if plain else None,
                 "quiet_all_vs_plain": med[QUIET_ALL] / plain if plain else None,
+                "terminal_vs_plain": (med[SHIPPED_TERMINAL] / plain if plain else None),
                 "shipped_over_sequential_ms_per_node": per_node(
                     SHIPPED, SEQUENTIAL_SHIPPED
                 ),
@@ -693,7 +698,11 @@ def as_shipped_markdown(
         "process starts from the user's environment (no `KEDRO_LOGGING_CONFIG`, "
         "no `DASK_*` variables, so Dask's default configuration), from the "
         "project root, with `COLUMNS=120` and no tty; DaskRunner options all at "
-        "their defaults.",
+        "their defaults. With no tty, the project's `kedro run` prints through "
+        "the plain `console` handler of `conf/logging.yml` instead of rich's "
+        "(`cli.console_logging`); the variants *on a terminal* print through "
+        "rich as a terminal would have it (`TTY_COMPATIBLE=1`, rich's own "
+        "switch: rich's handler and the live progress display).",
         "",
     ]
     warm = data.get("warm")
@@ -955,6 +964,8 @@ _VARIANT_COLOURS = {
     QUIET_WORKERS: "#dd8452",
     SHIPPED: "#c44e52",
     SEQUENTIAL_SHIPPED: "#4c72b0",
+    SHIPPED_TERMINAL: "#e8a0a2",
+    SEQUENTIAL_TERMINAL: "#a6bddb",
 }
 
 
@@ -984,6 +995,8 @@ def _chart_shipped_w1(ax: Any, summary: dict[str, Any] | None) -> None:
         QUIET_WORKERS,
         SHIPPED,
         SEQUENTIAL_SHIPPED,
+        SHIPPED_TERMINAL,
+        SEQUENTIAL_TERMINAL,
     ]
     width = 0.8 / len(order)
     rows = {(r["case"], r["variant"]): r for r in summary["rows"]}

@@ -394,6 +394,36 @@ def test_kedro_command_embedded_cluster_prints_what_the_driver_shows(
     assert "Completed 14 out of 14 tasks" in result.output, result.describe()
 
 
+def test_kedro_run_prints_plain_lines_off_a_terminal_and_rich_on_one(
+    command_project,
+):
+    """Through a pipe, ``kedro run`` prints the project's records with its plain
+    ``console`` handler, one line each; where rich is told the output is a
+    terminal (rich's own ``TTY_COMPATIBLE=1``) it prints them with rich."""
+    one_node = ("run", "--nodes", "generate_raw_sales_node")
+    piped = kedro_command(command_project, *one_node)
+    env = {**base_env(command_project), "TTY_COMPATIBLE": "1"}
+    on_terminal = run_cmd(
+        [Path(KEDRO), *one_node],
+        cwd=command_project,
+        timeout=KEDRO_RUN_TIMEOUT,
+        env=env,
+    )
+
+    assert piped.returncode == 0, piped.describe()
+    assert on_terminal.returncode == 0, on_terminal.describe()
+    plain_line = re.compile(
+        r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} - kedro\.pipeline\.node - "
+        r"INFO - Running node: generate_raw_sales_node: ",
+        re.MULTILINE,
+    )
+    rich_line = re.compile(r"INFO +Running node: generate_raw_sales_node: ")
+    assert plain_line.search(piped.output), piped.describe()
+    assert not rich_line.search(piped.output), piped.describe()
+    assert rich_line.search(on_terminal.output), on_terminal.describe()
+    assert not plain_line.search(on_terminal.output), on_terminal.describe()
+
+
 def test_kedro_command_failing_node_is_reported_by_the_driver_only(
     command_project,
 ):

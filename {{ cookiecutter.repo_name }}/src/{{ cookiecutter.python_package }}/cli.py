@@ -13,6 +13,7 @@ Adds ``kedro dask scheduler`` and ``kedro dask worker``, which start Dask's own
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import inspect
 import os
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 import click
+import rich.logging
 from kedro.config import MissingConfigException
 from kedro.framework.cli.project import run as kedro_run
 from kedro.framework.cli.utils import CONTEXT_SETTINGS, KedroCliError
@@ -47,6 +49,8 @@ DASK_CLIENT_PARAMS = "dask_client"
 """The parameters key holding ``DaskRunner``'s ``client_args``."""
 DASK_RUNNER_PARAMS = "dask_runner"
 """The parameters key holding ``DaskRunner``'s other options (progress, ...)."""
+PLAIN_CONSOLE = "console"
+"""The handler of ``conf/logging.yml`` that prints plain lines to the console."""
 
 
 class RunError(KedroCliError):
@@ -103,11 +107,54 @@ def run(metadata: ProjectMetadata, **options: Any) -> dict[str, Any]:
         runner_class = _load_runner(options["runner"])
         # Importing distributed (a DaskRunner's module does) resets its loggers to
         # INFO after Kedro applied the project's logging configuration at
-        # start-up: apply that configuration again.
-        LOGGING.configure(LOGGING.data)
+        # start-up: apply that configuration again, for this console.
+        LOGGING.configure(console_logging(LOGGING.data))
         _check_fits(runner_class, options["runner_params"], "--runner-params")
         result: dict[str, Any] = kedro_run.callback(**options)
     return result
+
+
+def console_logging(config: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The logging configuration for the console ``kedro run`` prints to: the
+    project's, its rich handlers replaced by its plain ``console`` handler where
+    rich finds no terminal (a pipe, a file, a CI log).
+
+    Off a terminal rich shows no colour or live display, yet still lays each
+    record out as a table wrapped to the width: ~1.5 ms a line, more than a
+    trivial node costs, and long messages broken over several lines. The plain
+    handler prints the same records, one line each. Rich's own switches
+    (``FORCE_COLOR``, ``TTY_COMPATIBLE=1``) keep rich everywhere; a configuration
+    without a ``console`` handler is left as it is.
+    """
+    handlers = config.get("handlers") or {}
+    rich_handlers = {name for name, spec in handlers.items() if _is_rich(spec)}
+    if (
+        PLAIN_CONSOLE not in handlers
+        or not rich_handlers
+        or rich.get_console().is_terminal
+    ):
+        return config
+    plain = copy.deepcopy(dict(config))
+    users = [plain.get("root"), *(plain.get("loggers") or {}).values()]
+    for user in users:
+        if isinstance(user, dict) and user.get("handlers"):
+            names = [
+                PLAIN_CONSOLE if name in rich_handlers else name
+                for name in user["handlers"]
+            ]
+            user["handlers"] = list(dict.fromkeys(names))
+    return plain
+
+
+def _is_rich(spec: Any) -> bool:
+    """Whether a handler's configuration makes a rich handler."""
+    try:
+        handler_class = load_obj(spec["class"])
+    except (KeyError, TypeError, AttributeError, ImportError, ValueError):
+        return False
+    return isinstance(handler_class, type) and issubclass(
+        handler_class, rich.logging.RichHandler
+    )
 
 
 def _names_project_runner(runner: str | None, package: str) -> bool:

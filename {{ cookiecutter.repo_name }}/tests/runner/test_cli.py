@@ -26,6 +26,7 @@ from {{ cookiecutter.python_package }}.cli import (
     _instantiate_runner,
     _pipeline_modules,
     _runner_params,
+    console_logging,
     scheduler_command,
     worker_command,
 )
@@ -186,6 +187,55 @@ def test_bad_runner_params_are_a_cli_error_not_a_type_error(runner):
 def test_unknown_runner_is_a_cli_error():
     with pytest.raises(KedroCliError, match="NoSuchRunner"):
         _instantiate_runner("NoSuchRunner", False, FakeContext())
+
+
+# --------------------------------------------------------------------------- #
+# The console's logging
+# --------------------------------------------------------------------------- #
+@pytest.fixture
+def project_logging():
+    return yaml.safe_load((PROJECT_ROOT / "conf" / "logging.yml").read_text())
+
+
+def test_off_a_terminal_rich_gives_way_to_the_plain_console(
+    project_logging, monkeypatch
+):
+    monkeypatch.setenv("TTY_COMPATIBLE", "0")
+    plain = console_logging(project_logging)
+
+    assert plain["root"]["handlers"] == ["console", "info_file_handler"]
+    assert project_logging["root"]["handlers"] == ["rich", "info_file_handler"]
+    assert plain["handlers"] == project_logging["handlers"]
+    assert plain["loggers"] == project_logging["loggers"]
+
+
+def test_a_logger_with_both_handlers_prints_each_record_once(monkeypatch):
+    monkeypatch.setenv("TTY_COMPATIBLE", "0")
+    config = {
+        "version": 1,
+        "handlers": {
+            "console": {"class": "logging.StreamHandler"},
+            "rich": {"class": "rich.logging.RichHandler"},
+        },
+        "loggers": {"kedro": {"handlers": ["rich", "console"]}},
+    }
+
+    assert console_logging(config)["loggers"]["kedro"]["handlers"] == ["console"]
+
+
+def test_on_a_terminal_the_configuration_is_the_project_s(
+    project_logging, monkeypatch
+):
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")
+
+    assert console_logging(project_logging) == project_logging
+
+
+def test_without_a_plain_console_handler_rich_stays(project_logging, monkeypatch):
+    monkeypatch.setenv("TTY_COMPATIBLE", "0")
+    del project_logging["handlers"]["console"]
+
+    assert console_logging(project_logging) == project_logging
 
 
 # --------------------------------------------------------------------------- #

@@ -23,6 +23,7 @@ from kedro.runner import SequentialRunner
 from kedro_datasets.pandas import CSVDataset, ParquetDataset
 
 from {{ cookiecutter.python_package }}.runner import DaskClusterError, DaskRunner
+from {{ cookiecutter.python_package }}.runner.dask_runner import add_default_memory_datasets
 
 from .conftest import (
     of_run,
@@ -70,6 +71,10 @@ def make_early(n: int) -> list[int]:
 
 def use_early(early: list[int]) -> int:
     return sum(early)
+
+
+def as_frame(values: list[int]) -> pd.DataFrame:
+    return pd.DataFrame({"value": values})
 
 
 def wait_for_release(mid: int, _mid_again: int, early_node: str) -> dict[str, Any]:
@@ -638,6 +643,63 @@ def test_release_and_confirm_calls_equal_sequential_runner(tmp_path, client_args
     assert ("confirm", "checkpoint_ds") in seq_catalog.calls
     assert any(call[0] == "release" for call in seq_catalog.calls)
     assert sorted(dask_catalog.calls) == sorted(seq_catalog.calls)
+
+
+def _pattern_pipeline() -> Pipeline:
+    return Pipeline(
+        [
+            node(make_early, "n", "early", name="make"),
+            node(as_frame, "early", "total_csv", name="frame"),
+        ]
+    )
+
+
+def _pattern_catalog(directory: Path) -> DataCatalog:
+    return DataCatalog.from_config(
+        {
+            "n": {"type": "MemoryDataset", "data": 4},
+            "{name}_csv": {
+                "type": "pandas.CSVDataset",
+                "filepath": str(directory / "{name}.csv"),
+            },
+        }
+    )
+
+
+def test_the_driver_s_catalog_ends_as_sequential_runner_s(tmp_path, client_args):
+    """The in-memory datasets the runner adds before the run are those Kedro's
+    warm-up would make: the catalog holds the same datasets, of the same types."""
+    pipeline = _pattern_pipeline()
+    catalogs = []
+    for runner in (SequentialRunner(), DaskRunner(client_args=client_args)):
+        catalog = _pattern_catalog(tmp_path / type(runner).__name__)
+        runner.run(pipeline, catalog)
+        catalogs.append(catalog)
+
+    kinds = [
+        {name: type(catalog.get(name)).__name__ for name in sorted(catalog.keys())}
+        for catalog in catalogs
+    ]
+    assert kinds[0] == kinds[1]
+    assert kinds[1]["early"] == "MemoryDataset"
+    assert kinds[1]["total_csv"] == "CSVDataset"
+
+
+def test_only_what_the_default_runtime_pattern_makes_is_added():
+    class SharedMemoryCatalog(DataCatalog):
+        default_runtime_patterns = {  # noqa: RUF012 - as DataCatalog declares it
+            "{default}": {"type": "kedro.io.SharedMemoryDataset"}
+        }
+
+    pipeline = _pattern_pipeline()
+    plain, shared = DataCatalog(), SharedMemoryCatalog()
+    add_default_memory_datasets(pipeline, plain)
+    add_default_memory_datasets(pipeline, shared)
+
+    # "n", the pipeline's input, is Kedro's to report missing.
+    assert sorted(plain.keys()) == ["early", "total_csv"]
+    assert isinstance(plain.get("early"), MemoryDataset)
+    assert list(shared.keys()) == []
 
 
 def test_node_name_equal_to_a_memory_input_name(client_args):

@@ -47,7 +47,12 @@ from .run_record import quiet_kedro_viz_runner_warning
 from .services import NodeProgress, RunOptions, run_services
 from .submit import TaskFeeder
 from .versions import check_versions
-from .worker import NodeFailure, RunContext, picklable_node_hooks
+from .worker import (
+    NodeFailure,
+    RunContext,
+    empty_memory_dataset,
+    picklable_node_hooks,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -116,6 +121,32 @@ class DaskRunner(AbstractRunner):
         quiet_kedro_viz_runner_warning()
         # An embedded LocalCluster starts now, while Kedro loads the project.
         self._cluster.start_early()
+
+    def run(
+        self,
+        pipeline: Pipeline,
+        catalog: CatalogProtocol,
+        hook_manager: PluginManager | None = None,
+        run_id: str | None = None,
+        only_missing_outputs: bool = False,
+    ) -> dict[str, Any]:
+        """Run ``pipeline`` as ``AbstractRunner.run`` does, its in-memory
+        datasets added to ``catalog`` first (``add_default_memory_datasets``).
+
+        Args:
+            pipeline: The ``Pipeline`` to run.
+            catalog: The catalog from which to fetch data.
+            hook_manager: The ``PluginManager`` to activate hooks.
+            run_id: The id of the run.
+            only_missing_outputs: Run only nodes with missing outputs.
+
+        Returns:
+            The pipeline's free outputs, by name, as ``SequentialRunner`` returns
+            them.
+        """
+        if not only_missing_outputs:  # that filter looks at the catalog as given
+            add_default_memory_datasets(pipeline, catalog)
+        return super().run(pipeline, catalog, hook_manager, run_id, only_missing_outputs)
 
     def _get_executor(self, max_workers: int) -> None:
         """Dask is the executor; there is no ``concurrent.futures`` pool."""
@@ -402,6 +433,33 @@ def _pickled_inputs(catalog: CatalogProtocol, names: list[str]) -> dict[str, byt
                 f"Pipeline input '{name}' cannot be pickled for a Dask worker: {exc}"
             ) from exc
     return pickled
+
+
+_DEFAULT_RUNTIME_CONFIG = {"type": "kedro.io.MemoryDataset"}
+"""What a ``DataCatalog`` makes of a dataset nothing in it names."""
+
+
+def add_default_memory_datasets(pipeline: Pipeline, catalog: CatalogProtocol) -> None:
+    """Add a ``MemoryDataset`` for each dataset the pipeline produces that the
+    catalog neither has nor matches a pattern of, where the catalog's runtime
+    pattern would make exactly that.
+
+    ``AbstractRunner.run`` materialises every dataset of the pipeline before the
+    run; for these, Kedro parses ``kedro.io.MemoryDataset`` as configuration and
+    tries a failing import under each package prefix first: ~0.6 ms a dataset,
+    0.3 s before a 500-node fan-out starts, longer than Dask takes to schedule
+    it. The catalog ends up with the same datasets. Pipeline inputs are left to
+    Kedro, which reports those missing; other runtime patterns (a shared-memory
+    catalog's) too.
+    """
+    resolver = getattr(catalog, "config_resolver", None)
+    if resolver is None:
+        return
+    for name in sorted(pipeline.datasets() - pipeline.inputs()):
+        if name not in catalog and resolver.resolve_pattern(name) == (
+            _DEFAULT_RUNTIME_CONFIG
+        ):
+            catalog[name] = empty_memory_dataset()
 
 
 def _package_name() -> str | None:

@@ -235,10 +235,10 @@ def received_dataset(data: Any, copy_mode: str | None) -> MemoryDataset:
     mode is settled here (see ``compat.copy_mode_of``) so loading skips Kedro's
     guess.
     """
-    return hold(_memory_dataset(copy_mode or copy_mode_of(data)), data)
+    return hold(empty_memory_dataset(copy_mode or copy_mode_of(data)), data)
 
 
-def _memory_dataset(copy_mode: str) -> MemoryDataset:
+def empty_memory_dataset(copy_mode: str | None = None) -> MemoryDataset:
     """An empty ``MemoryDataset(copy_mode=copy_mode)``, copied from a prototype.
 
     Kedro wraps every dataset's ``__init__`` to record its arguments with
@@ -250,7 +250,7 @@ def _memory_dataset(copy_mode: str) -> MemoryDataset:
 
 
 @functools.cache
-def _prototype(copy_mode: str) -> MemoryDataset:
+def _prototype(copy_mode: str | None) -> MemoryDataset:
     return MemoryDataset(copy_mode=copy_mode)  # type: ignore[arg-type]
 
 
@@ -393,7 +393,7 @@ class NodeTask:
             datasets[name] = received_dataset(value, copy_mode)
         discarded = self.persisted_outputs if keep_persisted else ()
         for name in (*self.memory_outputs, *discarded):
-            datasets[name] = _memory_dataset("assign")
+            datasets[name] = empty_memory_dataset("assign")
         catalog = _NodeCatalog(datasets=datasets)
         if self.validator_specs:
             add_validator_specs(catalog, self.validator_specs)

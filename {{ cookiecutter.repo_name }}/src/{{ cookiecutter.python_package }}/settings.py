@@ -5,6 +5,8 @@ https://docs.kedro.org/en/stable/configure/configuration_basics/ for the full li
 and their default values.
 """
 
+import warnings
+
 # Instantiated project hooks, run in last-in, first-out order. For example, after
 # writing a ``ProjectHooks`` class in ``hooks.py``, add ``ProjectHooks()``.
 # ``RunParamsHook`` hands DaskRunner the run's parameters, so that its runs
@@ -44,6 +46,14 @@ CONFIG_LOADER_ARGS = {
     "default_run_env": "local",
     "merge_strategy": {"parameters": "soft"},
 }
+
+# omegaconf 2.4 deprecates ``register_new_resolver``, which Kedro 1.7's config
+# loader calls as it starts: three warnings a run that the project cannot act on.
+warnings.filterwarnings(
+    "ignore",
+    message=r"register_new_resolver\(\) is deprecated",
+    category=UserWarning,
+)
 
 # Class that manages Kedro's library components.
 # from kedro.framework.context import KedroContext

@@ -21,8 +21,8 @@ from {{ cookiecutter.python_package }}.runner.compat import (
     hold,
     memory_copy_mode,
     named_graph,
-    run_on_workers,
     scheduler_events,
+    start_on_workers,
     store,
     taken,
 )
@@ -146,11 +146,13 @@ async def _slow() -> None:
     await asyncio.sleep(3)  # over before the session's cluster closes
 
 
-def test_run_on_workers_answers_for_each_worker_or_gives_up(
+def test_start_on_workers_answers_for_each_worker_or_gives_up(
     inspector, worker_addresses
 ):
-    answers = run_on_workers(inspector, _address, timeout=10)
+    answers = start_on_workers(inspector, _address, timeout=10).result()
     assert answers == {address: address for address in worker_addresses}
 
+    slow = start_on_workers(inspector, _slow, timeout=0.5)
+    assert not slow.done()  # started, not waited for
     with pytest.raises(TimeoutError):  # not the answers, 3 s later
-        run_on_workers(inspector, _slow, timeout=0.5)
+        slow.result()

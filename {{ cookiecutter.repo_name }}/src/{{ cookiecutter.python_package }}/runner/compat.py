@@ -9,6 +9,8 @@ module, and ``tests/runner/test_compat.py`` says which function broke.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -107,18 +109,23 @@ def named_graph(graph: Any, name: str) -> Any:
     return graph
 
 
-def run_on_workers(
+def start_on_workers(
     client: Client, function: Callable[..., Any], *args: Any, timeout: float
-) -> dict[str, Any]:
-    """``Client.run(function, *args, on_error="return")``, given up after
-    ``timeout`` seconds (``TimeoutError``).
+) -> concurrent.futures.Future[dict[str, Any]]:
+    """``Client.run(function, *args, on_error="return")``, started on the client's
+    event loop and not waited for: its answers, one per worker, come in the
+    ``Future`` returned, or ``TimeoutError`` after ``timeout`` seconds.
 
     ``Client.run`` takes no timeout: with a scheduler that has just gone, it waits
     for the connect timeout (30 s by default) before it fails.
     """
-    return client.sync(  # type: ignore[no-any-return]
-        client._run, function, *args, on_error="return", callback_timeout=timeout
-    )
+
+    async def run() -> dict[str, Any]:
+        return await asyncio.wait_for(  # type: ignore[no-any-return]
+            client._run(function, *args, on_error="return"), timeout
+        )
+
+    return asyncio.run_coroutine_threadsafe(run(), client.loop.asyncio_loop)
 
 
 def scheduler_events(topic: str) -> tuple[tuple[float, Any], ...]:

@@ -55,7 +55,7 @@ from .worker import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
     from distributed import Client, Future
     from kedro.io import CatalogProtocol
@@ -244,7 +244,7 @@ class DaskRunner(AbstractRunner):
             # Ends before the services: its workers still have the shipped code
             # when it collects their measurements.
             record_topic, run_params = recording
-            stack.enter_context(
+            recorder = stack.enter_context(
                 RunRecorder(
                     client,
                     record_topic,
@@ -278,6 +278,7 @@ class DaskRunner(AbstractRunner):
                 dask_graph,
                 (follower, watch),
                 closes_with_run=workers_are_local,
+                all_finished=recorder.all_tasks_finished,
             )
 
 
@@ -286,12 +287,15 @@ def _follow(
     dask_graph: DaskGraph,
     followers: tuple[RunFollower, WorkerWatch],
     closes_with_run: bool,
+    all_finished: Callable[[], None] = lambda: None,
 ) -> dict[str, Any]:
     """Feed the graph to the cluster, and hand each finished task's nodes to
     ``follower``.
 
     ``closes_with_run``: the cluster is the runner's own LocalCluster, closed
     when the run ends; on Ctrl-C its tasks are not cancelled one by one first.
+    ``all_finished`` is called once every task has finished, before the outputs
+    are gathered.
 
     Returns:
         The free in-memory outputs of the pipeline.
@@ -316,6 +320,7 @@ def _follow(
                 raise _failure(client, failed, task_nodes, watch, follower)
             del batch  # a finished task's result is released unless data
             pending.update(feeder.finished(ran))
+        all_finished()
         output_keys = dask_graph.output_keys
         values = client.gather([feeder.kept[key] for key in output_keys.values()])
         succeeded = True

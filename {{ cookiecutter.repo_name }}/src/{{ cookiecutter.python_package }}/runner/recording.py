@@ -18,6 +18,7 @@ The files are written by the driver: workers may not share its disk.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import gc
 import logging
@@ -30,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from kedro.utils import find_kedro_project
 
-from .compat import run_on_workers
+from .compat import start_on_workers
 from .node_logs import drain, drained_by, messages_of, send
 from .run_record import (
     RunMeter,
@@ -141,6 +142,7 @@ class RunRecorder:
             queue.SimpleQueue()
         )
         self._received: list[tuple[float, dict[str, Any]]] = []
+        self._drain_answers: concurrent.futures.Future[dict[str, Any]] | None = None
 
     @staticmethod
     def wanted(run_params: Mapping[str, Any] | None, record_path: str | None) -> bool:
@@ -189,16 +191,31 @@ class RunRecorder:
             write_timeline(records, path.with_suffix(".html"))
             logger.info("Run record: %s, timeline: %s", path, path.with_suffix(".html"))
 
+    def all_tasks_finished(self) -> None:
+        """Ask the workers for what they hold as soon as the run's last task has
+        finished, not after the run's end: by then Dask is releasing the run's
+        results, and the request would wait behind ~0.1 ms of the scheduler's and
+        the workers' work per task (60 ms after a 500-node fan-out, 6 ms now)."""
+        if self._topic is not None:
+            self._ask_workers()
+
+    def _ask_workers(self) -> concurrent.futures.Future[dict[str, Any]]:
+        """Have every worker send the measurements it holds, then a mark; once."""
+        if self._drain_answers is None:
+            self._drain_answers = start_on_workers(
+                self._client, drain, self._topic, timeout=_DRAIN_TIMEOUT
+            )
+        return self._drain_answers
+
     def _drain(self) -> None:
-        """Have every worker send the measurements it still holds; wait for the
-        marks that say they all arrived (at most ``_DRAIN_TIMEOUT`` seconds)."""
+        """Have every worker send the measurements it still holds (asked now
+        unless ``all_tasks_finished`` asked); wait for the marks that say they
+        all arrived (at most ``_DRAIN_TIMEOUT`` seconds)."""
         if self._client.status != "running":  # the scheduler is gone: the run
             return  # fails saying so; the record keeps what arrived
         deadline = time.monotonic() + _DRAIN_TIMEOUT
         try:
-            answers = run_on_workers(
-                self._client, drain, self._topic, timeout=_DRAIN_TIMEOUT
-            )
+            answers = self._ask_workers().result(timeout=_DRAIN_TIMEOUT)
         except Exception as exc:  # noqa: BLE001 - write what came
             logger.warning("The run's record may miss nodes: %s", exc or repr(exc))
             return

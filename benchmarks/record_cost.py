@@ -103,6 +103,9 @@ class _NoRecorder:
     def __exit__(self, *exc: object) -> None:
         return None
 
+    def all_tasks_finished(self) -> None:
+        return None
+
 
 @contextlib.contextmanager
 def stubbed(client: Any) -> Iterator[None]:
@@ -205,6 +208,94 @@ def run_once(
 
 
 # --------------------------------------------------------------------------- #
+# The driver's writing, in-process: what is fixed per run, what grows per node
+# --------------------------------------------------------------------------- #
+WRITE_SIZES = (100, 1000)
+WRITE_REPEATS = 7
+
+
+def _synthetic_runs(pipeline: Any) -> list[Any]:
+    """A measured record per node of ``pipeline``, on two workers, one ms each."""
+    from bench_project.runner.run_record import DatasetEvent, NodeRun
+
+    return [
+        NodeRun(
+            node=node.name,
+            worker=f"tcp://127.0.0.1:{40000 + i % 2}",
+            start=1e9 + i * 1e-3,
+            end=1e9 + i * 1e-3 + 5e-4,
+            run_time=1e-4,
+            datasets=tuple(
+                [DatasetEvent(name, "loaded") for name in node.inputs]
+                + [DatasetEvent(name, "saved") for name in node.outputs]
+            ),
+        )
+        for i, node in enumerate(pipeline.nodes)
+    ]
+
+
+def write_costs(directory: Path) -> dict[str, dict[str, float]]:
+    """Seconds each file the driver writes takes for ``WRITE_SIZES`` nodes (fan-out
+    records, median of ``WRITE_REPEATS``), in this process: no cluster, no noise
+    from it. Kedro-Viz's events file as every full run writes it; the JSON run
+    record and bokeh's timeline page as ``run_record`` adds them."""
+    import workloads
+    from bench_project.runner import run_record
+
+    full_run = {"tags": None}  # as hook_manager tells a full run
+    writers = {
+        "Kedro-Viz events file": lambda records, pipeline: run_record.write_viz_events(
+            records,
+            pipeline,
+            directory / "events.json",
+            start=1e9,
+            end=1e9 + 1,
+            run_params=full_run,
+        ),
+        "JSON run record": lambda records, pipeline: run_record.write_run_record(
+            records, directory / "record.json", start=1e9, end=1e9 + 1
+        ),
+        "timeline page (bokeh)": lambda records, pipeline: run_record.write_timeline(
+            records, directory / "record.html"
+        ),
+    }
+    costs: dict[str, dict[str, float]] = {}
+    for size in WRITE_SIZES:
+        pipeline = workloads.fan_out(size - 1)
+        records = _synthetic_runs(pipeline)
+        for name, write in writers.items():
+            write(records, pipeline)  # warm: imports, caches
+            times = []
+            for _ in range(WRITE_REPEATS):
+                start = time.perf_counter()
+                write(records, pipeline)
+                times.append(time.perf_counter() - start)
+            costs.setdefault(name, {})[str(size)] = statistics.median(times)
+    return costs
+
+
+def write_costs_table(costs: dict[str, dict[str, float]]) -> list[str]:
+    """Each file's cost at each size, and the straight line through them: a fixed
+    cost per run and a cost per node."""
+    small, large = WRITE_SIZES
+    lines = [
+        "| file | "
+        + " | ".join(f"{n} nodes ms" for n in WRITE_SIZES)
+        + " | fixed ms per run | ms per node |",
+        "|---|" + "---:|" * (len(WRITE_SIZES) + 2),
+    ]
+    for name, by_size in costs.items():
+        per_node = (by_size[str(large)] - by_size[str(small)]) / (large - small)
+        fixed = by_size[str(small)] - per_node * small
+        lines.append(
+            f"| {name} | "
+            + " | ".join(_ms(by_size[str(n)]) for n in WRITE_SIZES)
+            + f" | {_ms(fixed)} | {per_node * 1000:.4f} |"
+        )
+    return lines
+
+
+# --------------------------------------------------------------------------- #
 # Report
 # --------------------------------------------------------------------------- #
 def _ms(seconds: float) -> str:
@@ -245,7 +336,10 @@ def summarise(runs: dict[str, list[dict[str, float]]], nodes: int) -> dict[str, 
 
 
 def report(
-    results: dict[str, dict[str, Any]], args: argparse.Namespace, facts: dict
+    results: dict[str, dict[str, Any]],
+    args: argparse.Namespace,
+    facts: dict,
+    writing: dict[str, dict[str, float]],
 ) -> str:
     runner_dirty = facts["source"].get("runner_uncommitted_changes")
     lines = [
@@ -325,7 +419,20 @@ def report(
                     per_node = statistics.median(r[key]) * 1000 / nodes
                     verdicts.append((workload, setup, measure, per_node, r[key], nodes))
         lines.append("")
-    lines += ["## Targets", ""]
+    lines += [
+        "## The driver's writing: fixed per run, and per node",
+        "",
+        "Each file the driver writes, timed in this process for a fan-out of "
+        f"{' and '.join(str(n) for n in WRITE_SIZES)} nodes (synthetic records, "
+        f"median of {WRITE_REPEATS}); the line through the two sizes splits it "
+        "into a cost per run and a cost per node. In the runs above the `viz` "
+        "set-up writes the first, `record` all three.",
+        "",
+        *write_costs_table(writing),
+        "",
+        "## Targets",
+        "",
+    ]
     for workload, setup, measure, per_node, diffs, nodes in verdicts:
         if setup == "off":
             q1, _, q3 = statistics.quantiles(diffs, n=4)
@@ -395,8 +502,9 @@ def main(argv: list[str] | None = None) -> int:
                     flush=True,
                 )
             results[name] = summarise(runs, nodes)
+    writing = write_costs(env.tmp_dir)
     facts["load_end"] = [round(x, 2) for x in os.getloadavg()]
-    text = report(results, args, facts)
+    text = report(results, args, facts, writing)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text, encoding="utf-8")
     print(text)

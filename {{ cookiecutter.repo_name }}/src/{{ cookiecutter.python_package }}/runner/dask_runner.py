@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import cloudpickle
 from distributed import KilledWorker, as_completed
-from kedro.io import MemoryDataset
+from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import AbstractRunner
 
 from .cluster import DaskCluster
@@ -440,8 +440,9 @@ def _pickled_inputs(catalog: CatalogProtocol, names: list[str]) -> dict[str, byt
     return pickled
 
 
-_DEFAULT_RUNTIME_CONFIG = {"type": "kedro.io.MemoryDataset"}
-"""What a ``DataCatalog`` makes of a dataset nothing in it names."""
+_DEFAULT_RUNTIME_CONFIG = DataCatalog.default_runtime_patterns["{default}"]
+"""What a ``DataCatalog`` makes of a dataset nothing in it names: a
+``MemoryDataset``."""
 
 
 def add_default_memory_datasets(pipeline: Pipeline, catalog: CatalogProtocol) -> None:

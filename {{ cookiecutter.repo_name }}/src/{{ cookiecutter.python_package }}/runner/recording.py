@@ -194,8 +194,9 @@ class RunRecorder:
     def all_tasks_finished(self) -> None:
         """Ask the workers for what they hold as soon as the run's last task has
         finished, not after the run's end: by then Dask is releasing the run's
-        results, and the request would wait behind ~0.1 ms of the scheduler's and
-        the workers' work per task (60 ms after a 500-node fan-out, 6 ms now)."""
+        results, and the request waited behind ~0.1 ms of the scheduler's and
+        the workers' work per task: 60 ms after a 500-node fan-out, against 6 ms
+        for the same request at the last task's end."""
         if self._topic is not None:
             self._ask_workers()
 

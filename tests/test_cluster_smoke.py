@@ -221,9 +221,7 @@ def test_sequential_run_needs_no_cluster(fresh_project):
     """``--env dask`` with the default runner ignores ``dask_client``, and the
     run does not even import Dask's distributed (half a second of every
     ``kedro`` command of the project, with its ``cli.py`` and ``settings.py``)."""
-    result = kedro(
-        fresh_project, "run", "--env", "dask", PYTHONPROFILEIMPORTTIME="1"
-    )
+    result = kedro(fresh_project, "run", "--env", "dask", PYTHONPROFILEIMPORTTIME="1")
     assert result.returncode == 0, result.describe()
     assert any((fresh_project / "data").rglob("*.parquet"))
     imported = re.findall(r"^import time:.*\| *([\w.]+)$", result.output, re.M)

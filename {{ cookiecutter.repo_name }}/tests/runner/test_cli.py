@@ -223,9 +223,7 @@ def test_a_logger_with_both_handlers_prints_each_record_once(monkeypatch):
     assert console_logging(config)["loggers"]["kedro"]["handlers"] == ["console"]
 
 
-def test_on_a_terminal_the_configuration_is_the_project_s(
-    project_logging, monkeypatch
-):
+def test_on_a_terminal_the_configuration_is_the_project_s(project_logging, monkeypatch):
     monkeypatch.setenv("TTY_COMPATIBLE", "1")
 
     assert console_logging(project_logging) == project_logging

@@ -146,7 +146,9 @@ class DaskRunner(AbstractRunner):
         """
         if not only_missing_outputs:  # that filter looks at the catalog as given
             add_default_memory_datasets(pipeline, catalog)
-        return super().run(pipeline, catalog, hook_manager, run_id, only_missing_outputs)
+        return super().run(
+            pipeline, catalog, hook_manager, run_id, only_missing_outputs
+        )
 
     def _get_executor(self, max_workers: int) -> None:
         """Dask is the executor; there is no ``concurrent.futures`` pool."""

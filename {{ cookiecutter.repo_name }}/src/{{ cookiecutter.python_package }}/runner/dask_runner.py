@@ -289,7 +289,7 @@ def _follow(
     dask_graph: DaskGraph,
     followers: tuple[RunFollower, WorkerWatch],
     closes_with_run: bool,
-    all_finished: Callable[[], None] = lambda: None,
+    all_finished: Callable[[], None],
 ) -> dict[str, Any]:
     """Feed the graph to the cluster, and hand each finished task's nodes to
     ``follower``.

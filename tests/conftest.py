@@ -456,15 +456,20 @@ def _wait_for_workers(cluster: DaskCluster, deadline: float) -> None:
     assert joined == names, f"{joined} != {names}\n{cluster.log_tails()}"
 
 
-def _wait_for_port(port: int, proc: subprocess.Popen, deadline: float) -> bool:
+def _scheduler_address(
+    scheduler_file: Path, proc: subprocess.Popen, deadline: float
+) -> str | None:
+    """The address the scheduler writes to ``scheduler_file`` once it listens
+    (``None`` if it exits or the deadline passes first). Reading it back, rather
+    than reserving a port beforehand, leaves no gap for another process to take
+    the port."""
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            return False
-        with contextlib.suppress(OSError):
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return True
-        time.sleep(0.2)
-    return False
+            return None
+        with contextlib.suppress(OSError, ValueError):
+            return json.loads(scheduler_file.read_text())["address"]
+        time.sleep(0.1)
+    return None
 
 
 @contextlib.contextmanager
@@ -474,7 +479,7 @@ def start_cluster(
     worker_env: dict[str, str],
     worker_cwd: Path | None = None,
     timeout: float = CLUSTER_START_TIMEOUT,
-    port: int | None = None,
+    port: int = 0,
     tls_flags: Sequence[str] = (),
     security: Any = None,
 ) -> Iterator[DaskCluster]:
@@ -488,9 +493,8 @@ def start_cluster(
     is registered; kills every process group it started on exit.
     """
     workdir = Path(tempfile.mkdtemp(prefix="dask-cluster-"))
-    port = port or free_port()
     protocol = "tls" if tls_flags else "tcp"
-    address = f"{protocol}://127.0.0.1:{port}"
+    scheduler_file = workdir / "scheduler.json"
     names = list(workers)
     logs = {"scheduler": workdir / "scheduler.log"}
     logs.update({name: workdir / f"{name}.log" for name in names})
@@ -505,7 +509,8 @@ def start_cluster(
             [
                 *(sys.executable, "-m", "dask", "scheduler"),
                 *("--protocol", protocol, "--host", "127.0.0.1", "--port", str(port)),
-                *("--dashboard-address", f"127.0.0.1:{free_port()}"),
+                *("--scheduler-file", str(scheduler_file)),
+                *("--dashboard-address", "127.0.0.1:0"),
                 *("--idle-timeout", "1800"),  # safety net should teardown be skipped
                 *tls_flags,
             ],
@@ -513,13 +518,15 @@ def start_cluster(
             workdir,
             base_env(),
         )
-        cluster = DaskCluster(address, scheduler, [], names, logs, security)
+        cluster = DaskCluster("", scheduler, [], names, logs, security)
         deadline = time.monotonic() + timeout
-        if not _wait_for_port(port, scheduler, deadline):
+        address = _scheduler_address(scheduler_file, scheduler, deadline)
+        if address is None:
             raise AssertionError(
-                f"the Dask scheduler did not listen on {address} within {timeout} s\n"
+                f"the Dask scheduler (port {port}) did not start within {timeout} s\n"
                 + cluster.log_tails()
             )
+        cluster.address = address
         for name, resources in workers.items():
             args = [
                 *(sys.executable, "-m", "dask", "worker", address),

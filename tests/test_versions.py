@@ -34,15 +34,14 @@ from .conftest import (
     DASK_RUNNER,
     PACKAGE,
     DaskCluster,
+    _scheduler_address,
     _spawn,
     _stop,
-    _wait_for_port,
     _wait_for_workers,
     assert_one_clear_error,
     base_env,
     copy_project,
     executed_keys_by_worker,
-    free_port,
     kedro,
     run_cmd,
 )
@@ -94,8 +93,7 @@ def mixed_cluster(other_python: Path, worker_cwd: Path) -> Iterator[DaskCluster]
     worker`` named ``old`` from ``other_python``'s, on 127.0.0.1. Yields once the
     worker has joined; stops both process groups on exit."""
     workdir = Path(tempfile.mkdtemp(prefix="dask-mixed-"))
-    port = free_port()
-    address = f"tcp://127.0.0.1:{port}"
+    scheduler_file = workdir / "scheduler.json"
     logs = {"scheduler": workdir / "scheduler.log", "old": workdir / "old.log"}
     procs = []
     try:
@@ -103,21 +101,22 @@ def mixed_cluster(other_python: Path, worker_cwd: Path) -> Iterator[DaskCluster]
             _spawn(
                 [
                     *(sys.executable, "-m", "dask", "scheduler"),
-                    *("--host", "127.0.0.1", "--port", str(port)),
-                    *("--dashboard-address", f"127.0.0.1:{free_port()}"),
-                    *(
-                        "--idle-timeout",
-                        "1800",
-                    ),  # safety net should teardown be skipped
+                    *("--host", "127.0.0.1", "--port", "0"),
+                    *("--scheduler-file", str(scheduler_file)),
+                    *("--dashboard-address", "127.0.0.1:0"),
+                    # A safety net should teardown be skipped.
+                    *("--idle-timeout", "1800"),
                 ],
                 logs["scheduler"],
                 workdir,
                 base_env(),
             )
         )
-        cluster = DaskCluster(address, procs[0], [], ["old"], logs)
+        cluster = DaskCluster("", procs[0], [], ["old"], logs)
         deadline = time.monotonic() + CLUSTER_START_TIMEOUT
-        assert _wait_for_port(port, procs[0], deadline), cluster.log_tails()
+        address = _scheduler_address(scheduler_file, procs[0], deadline)
+        assert address, cluster.log_tails()
+        cluster.address = address
         procs.append(
             _spawn(
                 [

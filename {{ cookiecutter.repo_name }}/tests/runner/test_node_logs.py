@@ -7,8 +7,11 @@ import logging
 import re
 import sys
 import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import kedro.framework.project
+import msgpack
 import pytest
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.pipeline import Pipeline, node
@@ -17,6 +20,7 @@ from kedro.runner import SequentialRunner
 from {{ cookiecutter.python_package }}.runner import DaskRunner
 from {{ cookiecutter.python_package }}.runner.node_logs import (
     LogSettings,
+    _pack,
     collect,
     drain,
     drained_by,
@@ -241,6 +245,35 @@ def _send_later(topic: str, first: int, count: int) -> int:
     for number in range(first, first + count):
         send(get_worker(), topic, {"number": number}, later=True)
     return count
+
+
+class _Unprintable:
+    def __str__(self) -> str:
+        raise RuntimeError("no text for this object")
+
+
+def test_messages_packed_on_many_threads_at_once_arrive_intact():
+    """Each thread packs with a packer of its own: messages packed on several
+    threads at once (a worker with several threads, each running a node) read
+    back as sent, also when packing calls back into Python mid-message (an
+    object sent as its text); a message that cannot be packed spoils nothing."""
+
+    def message(thread: int, number: int) -> dict:
+        return {"thread": thread, "number": number, "path": Path(f"d/{number}")}
+
+    def pack_many(thread: int) -> list[tuple[int, int, bytes]]:
+        return [(thread, n, _pack(message(thread, n))) for n in range(3000)]
+
+    with ThreadPoolExecutor(4) as pool:
+        packed = [item for batch in pool.map(pack_many, range(4)) for item in batch]
+
+    assert len(packed) == 12000
+    for thread, number, data in packed:
+        expected = {**message(thread, number), "path": f"d/{number}"}
+        assert msgpack.unpackb(data) == expected
+    with pytest.raises(RuntimeError, match="no text"):
+        _pack({"node": "n", "bad": [1, _Unprintable()]})
+    assert msgpack.unpackb(_pack({"node": "n"})) == {"node": "n"}
 
 
 def test_messages_sent_later_all_arrive_before_the_drain_mark(inspector):

@@ -143,7 +143,7 @@ def test_persisted_input_is_loaded_and_output_saved_on_the_worker(tmp_path, is_a
         memory_outputs=[],
     )
 
-    result = task(_context(is_async=is_async), [])
+    result = task.run(_context(is_async=is_async), [])
 
     assert result is None  # nothing in memory to hand back
     pd.testing.assert_frame_equal(
@@ -159,7 +159,7 @@ def test_one_memory_output_is_returned_as_is():
         memory_outputs=["total"],
     )
 
-    assert task(_context(), [2, 3]) == 5
+    assert task.run(_context(), [2, 3]) == 5
 
 
 def test_several_memory_outputs_are_returned_as_a_dict(tmp_path):
@@ -175,7 +175,7 @@ def test_several_memory_outputs_are_returned_as_a_dict(tmp_path):
         memory_outputs=["q", "r"],
     )
 
-    assert task(_context(), [7, 3]) == {"q": 2, "r": 1}
+    assert task.run(_context(), [7, 3]) == {"q": 2, "r": 1}
 
 
 def test_memory_and_persisted_outputs_mixed(tmp_path):
@@ -191,7 +191,7 @@ def test_memory_and_persisted_outputs_mixed(tmp_path):
         memory_outputs=["r"],
     )
 
-    assert task(_context(), [pd.DataFrame({"v": [7]}), 3]).equals(
+    assert task.run(_context(), [pd.DataFrame({"v": [7]}), 3]).equals(
         pd.DataFrame({"v": [1]})
     )
     assert pd.read_csv(tmp_path / "q.csv")["v"].tolist() == [2]
@@ -205,7 +205,7 @@ def test_no_memory_output_returns_none():
         memory_outputs=[],
     )
 
-    assert task(_context(), [1]) is None
+    assert task.run(_context(), [1]) is None
 
 
 def test_upstream_results_are_ignored():
@@ -216,7 +216,7 @@ def test_upstream_results_are_ignored():
         memory_outputs=["total"],
     )
 
-    assert task(_context(), [1, 2], [{"unrelated": 1}, None]) == 3
+    assert task.run(_context(), [1, 2], [{"unrelated": 1}, None]) == 3
 
 
 def test_memory_input_is_copied_so_a_mutating_node_leaves_it_alone():
@@ -228,7 +228,7 @@ def test_memory_input_is_copied_so_a_mutating_node_leaves_it_alone():
         memory_outputs=["marked"],
     )
 
-    result = task(_context(), [original])
+    result = task.run(_context(), [original])
 
     assert result == ["a", "b", "marker"]
     assert original == ["a", "b"]  # what other consumers on this worker see
@@ -243,7 +243,7 @@ def test_memory_input_copy_mode_of_the_catalog_is_honoured():
         memory_outputs=["marked"],
     )
 
-    result = task(_context(), [original])
+    result = task.run(_context(), [original])
 
     assert result is original
     assert original == ["a", "b", "marker"]
@@ -278,7 +278,7 @@ def test_memory_inputs_must_match_the_declared_names():
     )
 
     with pytest.raises(ValueError):
-        task(_context(), [1])
+        task.run(_context(), [1])
 
 
 def test_confirm_is_deferred_to_the_driver():
@@ -290,7 +290,7 @@ def test_confirm_is_deferred_to_the_driver():
         memory_outputs=["total"],
     )
 
-    assert task(_context(), [1, 2]) == 3
+    assert task.run(_context(), [1, 2]) == 3
     assert confirmable.confirmed == 0
 
 
@@ -313,7 +313,7 @@ def test_a_chain_hands_each_output_to_the_next_step():
     # ``s`` is second's memory input number 1; ``c`` comes from outside.
     chain = NodeChain([cloudpickle.dumps(first), cloudpickle.dumps(second)], [None, 1])
 
-    assert chain(_context(), [[2, 3], [10]]) == 15
+    assert chain.run(_context(), [[2, 3], [10]]) == 15
 
 
 def test_a_failing_step_names_its_node(tmp_path):
@@ -338,13 +338,44 @@ def test_a_failing_step_names_its_node(tmp_path):
     )
 
     with pytest.raises(ValueError, match="boom") as excinfo:
-        chain(_context(), [[], []])
+        chain.run(_context(), [[], []])
 
     assert NodeFailure.node_of(excinfo.value) == "explode"  # "write" finished
     # What the first step saved is there; the name survives pickling to the driver.
     assert pd.read_csv(tmp_path / "out.csv")["value"].tolist() == [2]
     assert NodeFailure.node_of(pickle.loads(pickle.dumps(excinfo.value))) == "explode"
     assert NodeFailure.node_of(ValueError("not raised by a node")) is None
+
+
+# --------------------------------------------------------------------------- #
+# As Dask calls them: the run's context pickled, then the data
+# --------------------------------------------------------------------------- #
+def test_a_task_takes_the_pickled_context_and_its_inputs_as_dask_passes_them():
+    task = NodeTask(
+        node=node(add, ["a", "b"], "total", name="add"),
+        datasets={},
+        memory_inputs=[("a", None), ("b", None)],
+        memory_outputs=["total"],
+    )
+    first = NodeTask(
+        node=node(add, ["a", "b"], "s", name="first"),
+        datasets={},
+        memory_inputs=[("a", None), ("b", None)],
+        memory_outputs=["s"],
+    )
+    chain = NodeChain([cloudpickle.dumps(first), cloudpickle.dumps(task)], [None, 0])
+    context = pickle.dumps(_context(RecordingHooks(), run_id="run-bytes"))
+
+    assert task(context, 2, 3) == 5
+    assert chain(context, [2, 3], [10]) == 15  # (2 + 3) + 10
+    # Every task of a run carries the same bytes: one context, one set of hooks.
+    assert RunContext.of(bytes(context)) is RunContext.of(context)
+    calls = _hooks_of(RunContext.of(context)).calls
+    assert [c[1] for c in calls if c[0] == "before_node_run"] == [
+        "add",
+        "first",
+        "add",
+    ]
 
 
 # --------------------------------------------------------------------------- #
@@ -367,7 +398,7 @@ def test_node_and_dataset_hooks_of_the_run_context_fire(tmp_path):
         memory_outputs=["out"],
     )
 
-    result = task(context, [10])
+    result = task.run(context, [10])
 
     pd.testing.assert_frame_equal(result, pd.DataFrame({"value": [11]}))
     assert _hooks_of(context).calls == [
@@ -388,8 +419,8 @@ def test_hooks_are_registered_once_per_context():
         memory_outputs=["total"],
     )
 
-    task(context, [1, 2])
-    task(context, [3, 4])
+    task.run(context, [1, 2])
+    task.run(context, [3, 4])
 
     assert context.hook_manager is context.hook_manager
     calls = _hooks_of(context).calls
@@ -443,7 +474,7 @@ def test_exception_keeps_its_type_and_message_and_names_the_node():
     )
 
     with pytest.raises(ValueError) as excinfo:
-        task(context, [1])
+        task.run(context, [1])
 
     assert type(excinfo.value) is ValueError
     assert str(excinfo.value) == "boom"
@@ -462,7 +493,7 @@ def test_exception_note_survives_pickling():
         memory_outputs=["b"],
     )
     with pytest.raises(ValueError) as excinfo:
-        task(_context(), [1])
+        task.run(_context(), [1])
 
     copy = pickle.loads(pickle.dumps(excinfo.value))
 

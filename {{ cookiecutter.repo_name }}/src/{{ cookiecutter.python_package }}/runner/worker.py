@@ -9,8 +9,8 @@ Persisted datasets are loaded and saved right here, on the worker.
 
 ``RunContext`` carries what every node of a run shares (run id, hooks, the project
 to configure). Each task carries it, a few hundred bytes, rather than depending on
-a shared key: Dask then places nodes freely, and hooks are still unpickled and
-registered once per worker process and run.
+a shared key: Dask then places nodes freely, and the context is still unpickled,
+and its hooks registered, once per worker process and run.
 """
 
 from __future__ import annotations
@@ -142,6 +142,12 @@ class RunContext:
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_hook_manager": None}
 
+    @staticmethod
+    def of(pickled: bytes) -> RunContext:
+        """The context a task carries pickled, unpickled once per worker process
+        and run: every task of a run carries the same bytes."""
+        return _unpickled_context(pickled)
+
     @property
     def hook_manager(self) -> PluginManager:
         """The worker's hook manager for this run, built once per worker process."""
@@ -161,6 +167,11 @@ class RunContext:
                 self.record_topic is not None,
             )
         return self._hook_manager
+
+
+@functools.lru_cache(maxsize=8)
+def _unpickled_context(pickled: bytes) -> RunContext:
+    return pickle.loads(pickled)
 
 
 @functools.lru_cache(maxsize=8)
@@ -339,7 +350,19 @@ class NodeTask:
             name for name in node.outputs if name not in self.memory_outputs
         )
 
-    def __call__(
+    def __call__(self, context: bytes, *inputs: Any) -> Any:
+        """Run the node as a Dask task.
+
+        Args:
+            context: The run's ``RunContext``, pickled.
+            inputs: Values of ``memory_inputs``, in order.
+
+        Returns:
+            The in-memory outputs, packed as ``TaskResult`` says.
+        """
+        return self.run(RunContext.of(context), inputs)
+
+    def run(
         self, context: RunContext, inputs: Sequence[Any], rerun: bool | None = None
     ) -> Any:
         """Run the node.
@@ -425,7 +448,19 @@ class NodeChain:
         self.name = name
         self.checks_reruns = checks_reruns
 
-    def __call__(self, context: RunContext, inputs: Sequence[Sequence[Any]]) -> Any:
+    def __call__(self, context: bytes, *inputs: Sequence[Any]) -> Any:
+        """Run the chain as a Dask task.
+
+        Args:
+            context: The run's ``RunContext``, pickled.
+            inputs: For each step, the values of its other in-memory inputs.
+
+        Returns:
+            What the last node's ``NodeTask`` returns.
+        """
+        return self.run(RunContext.of(context), inputs)
+
+    def run(self, context: RunContext, inputs: Sequence[Sequence[Any]]) -> Any:
         """Run the chain.
 
         Args:
@@ -444,7 +479,7 @@ class NodeChain:
             handed = None  # only ``arguments`` holds it: freed after the step
             # A failing node's exception names it (``NodeFailure``): the driver
             # confirms and reports the nodes before it.
-            handed = pickle.loads(step)(context, arguments, rerun)
+            handed = pickle.loads(step).run(context, arguments, rerun)
         if self.checks_reruns and not rerun:
             Reruns.note_finished(context, self.name)
         return handed

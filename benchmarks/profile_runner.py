@@ -308,12 +308,13 @@ def node_task_cost(ctx: Any, repeats: int = 3000) -> dict[str, Any]:
     for name in pipeline.datasets():
         catalog.get(name, fallback_to_runtime_pattern=True)
     graph = PipelineGraph(pipeline, catalog)
-    payload = graph._payloads[pipeline.nodes[1]]
-    context = pickle.loads(_pickled_run_context(None, None, False))
+    payload = graph.payload(pipeline.nodes[1])
+    # As a task carries it: pickled, unpickled once per worker and run.
+    context = _pickled_run_context(None, None, False, None, (None, False), "cost")
 
     def one() -> Any:
         task = pickle.loads(payload)
-        return task(context, [1])
+        return task(context, 1)
 
     for _ in range(200):
         one()

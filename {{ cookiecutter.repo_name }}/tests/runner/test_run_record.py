@@ -436,6 +436,38 @@ def test_the_message_is_plain_data(project):
     assert record.datasets[0].size == (project / "data" / "raw.csv").stat().st_size
 
 
+def test_datasets_known_to_have_no_file_are_not_looked_up(project, monkeypatch):
+    """Told which datasets may have a file (a node task's persisted ones), the
+    meter gives the others the size Kedro-Viz gives a dataset without a file, 0,
+    without looking them up in the catalog."""
+    meter = RunMeter()
+    manager = _create_hook_manager()
+    manager.register(meter)
+    catalog = example_catalog(project)
+    first = example_pipeline().nodes[0]
+    looked_up = []
+    real = run_record.dataset_size
+
+    def spy(catalog: Any, name: str) -> int:
+        looked_up.append(name)
+        return real(catalog, name)
+
+    monkeypatch.setattr(run_record, "dataset_size", spy)
+    with meter.measure(first.name, catalog, WORKERS[0], files={"raw"}) as measure:
+        Task(
+            node=first, catalog=catalog, hook_manager=manager, is_async=False
+        ).execute()
+
+    assert looked_up == ["raw"]
+    sizes = {d["dataset"]: d["size"] for d in measure.message()["datasets"]}
+    assert sizes == {
+        "raw": (project / "data" / "raw.csv").stat().st_size,
+        "params:factor": 0,
+        "scaled@pandas": 0,
+    }
+    assert sizes["params:factor"] == real(catalog, "params:factor")
+
+
 def test_nodes_measured_at_once_in_threads_keep_their_own_events(project):
     meter = RunMeter()
     manager = _create_hook_manager()

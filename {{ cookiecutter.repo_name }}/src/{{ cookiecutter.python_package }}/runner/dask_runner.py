@@ -197,7 +197,12 @@ class DaskRunner(AbstractRunner):
         dask_graph = graph.to_dask(
             token,
             _pickled_run_context(
-                hook_manager, run_id, self._is_async, logs, record_topic, token
+                hook_manager,
+                run_id,
+                self._is_async,
+                logs,
+                (record_topic, bool(self._options.run_record)),
+                token,
             ),
             _pickled_inputs(catalog, graph.memory_inputs),
             node_options=self._options.annotations,
@@ -491,10 +496,14 @@ def _pickled_run_context(
     run_id: str | None,
     is_async: bool,
     logs: LogSettings | None,
-    record_topic: str | None,
+    recording: tuple[str | None, bool],
     token: str,
 ) -> bytes:
-    """Pack what every node of the run needs, leaving out hooks that can't travel."""
+    """Pack what every node of the run needs, leaving out hooks that can't travel.
+
+    ``recording``: the topic of the nodes' measurements (``None``: none), and
+    whether they count output bytes (for a run record).
+    """
     plugins = []
     for plugin in picklable_node_hooks(hook_manager):
         try:
@@ -513,8 +522,9 @@ def _pickled_run_context(
         package_name=_package_name(),
         hook_plugins=cloudpickle.dumps(plugins),
         logs=logs,
-        record_topic=record_topic,
+        record_topic=recording[0],
         rerun_topic=f"kedro-reruns-{token}",
+        record_bytes=recording[1],
     )
     return cloudpickle.dumps(context)
 

@@ -24,7 +24,7 @@ import gc
 import logging
 import queue
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -57,10 +57,17 @@ _DRAIN_TIMEOUT = 10.0
 
 @contextmanager
 def measured(
-    meter: RunMeter | None, topic: str | None, node_name: str, catalog: Any
+    meter: RunMeter | None,
+    topic: str | None,
+    node_name: str,
+    catalog: Any,
+    files: Collection[str] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """On a worker: measure a node run and send the measurement on ``topic``,
     also when the node fails; nothing when the run records nothing.
+
+    ``files``: the datasets of ``catalog`` that may have a file to measure (the
+    node's persisted datasets; ``None``: any).
 
     Yields:
         A dict whose items join the measurement (``output_nbytes``: the size of
@@ -77,7 +84,7 @@ def measured(
     except ValueError:  # not on a worker (a unit test): nothing to send it to
         yield extra
         return
-    with meter.measure(node_name, catalog, worker=worker.address) as measure:
+    with meter.measure(node_name, catalog, worker.address, files) as measure:
         try:
             yield extra
         finally:
@@ -245,6 +252,8 @@ class RunRecorder:
             except queue.Empty:
                 break
         messages = [m for event in self._received for m in messages_of(event)]
+        if not self._record_path:  # only the run record counts moved bytes
+            return node_runs(messages)
         nbytes: dict[str, int] = {}
         for message in messages:
             nbytes.update(message.get("output_nbytes") or {})

@@ -81,7 +81,7 @@ import logging
 import threading
 import time
 import traceback
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -250,11 +250,19 @@ def dataset_size(catalog: Any, name: str) -> int:
 class NodeMeasure:
     """What ``RunMeter`` measures of one node; ``message()`` gives it as plain data."""
 
-    def __init__(self, node: str, worker: str, catalog: Any, sizes: bool):
+    def __init__(
+        self,
+        node: str,
+        worker: str,
+        catalog: Any,
+        sizes: bool,
+        files: Collection[str] | None = None,
+    ):
         self.node = node
         self.worker = worker
         self.catalog = catalog
         self.sizes = sizes and catalog is not None
+        self.files = files
         self.start = time.time()
         self.end = self.start
         self.run_time: float | None = None
@@ -269,7 +277,10 @@ class NodeMeasure:
     def _dataset(self, name: str, operation: str, data: Any) -> None:
         size = None
         if self.sizes and data is not None:
-            size = dataset_size(self.catalog, name)
+            # A dataset known to have no file (in memory) measures 0, as in
+            # ``dataset_size``, without looking it up.
+            has_file = self.files is None or name in self.files
+            size = dataset_size(self.catalog, name) if has_file else 0
         self.datasets.append({"dataset": name, "operation": operation, "size": size})
         self._io = None
 
@@ -324,10 +335,18 @@ class RunMeter:
 
     @contextlib.contextmanager
     def measure(
-        self, node: str, catalog: Any = None, worker: str = ""
+        self,
+        node: str,
+        catalog: Any = None,
+        worker: str = "",
+        files: Collection[str] | None = None,
     ) -> Iterator[NodeMeasure]:
-        """Measure the node run inside the ``with`` block."""
-        measure = NodeMeasure(node, worker, catalog, self.sizes)
+        """Measure the node run inside the ``with`` block.
+
+        ``files``: the only datasets of ``catalog`` that may have a file to
+        measure (``None``: any).
+        """
+        measure = NodeMeasure(node, worker, catalog, self.sizes, files)
         with self._lock:
             self._running[node] = measure
         try:

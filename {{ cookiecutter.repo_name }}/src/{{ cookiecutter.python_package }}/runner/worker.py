@@ -115,6 +115,8 @@ class RunContext:
             when ``None``, to the worker's own logging.
         record_topic: The Dask event topic nodes' measurements go to (see
             ``recording``), or ``None`` when the run records nothing.
+        record_bytes: Whether measurements include the size of each in-memory
+            output (the run record's bytes moved between workers).
         rerun_topic: The Dask event topic where a task that saves persisted
             data and hands on in-memory data notes that it finished (see
             ``Reruns``); ``None``: no task checks.
@@ -129,9 +131,11 @@ class RunContext:
         logs: LogSettings | None = None,
         record_topic: str | None = None,
         rerun_topic: str | None = None,
+        record_bytes: bool = False,
     ):
         self.run_id = run_id
         self.record_topic = record_topic
+        self.record_bytes = record_bytes
         self.rerun_topic = rerun_topic
         self.is_async = is_async
         self.package_name = package_name
@@ -387,7 +391,9 @@ class NodeTask:
         try:
             with (
                 collect(context.logs, name),
-                measured(context.meter, context.record_topic, name, catalog) as extra,
+                measured(
+                    context.meter, context.record_topic, name, catalog, self.datasets
+                ) as extra,
             ):
                 Task(
                     node=self.node,
@@ -397,7 +403,7 @@ class NodeTask:
                     run_id=context.run_id,
                 ).execute()
                 outputs = {n: taken(catalog[n]) for n in self.memory_outputs}
-                if context.meter is not None:
+                if context.meter is not None and context.record_bytes:
                     extra["output_nbytes"] = {n: sizeof(v) for n, v in outputs.items()}
         except Exception as exc:
             NodeFailure.note(exc, name)

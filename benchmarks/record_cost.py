@@ -134,10 +134,10 @@ class WriteTimer:
         self.seconds = 0.0
         real = RunRecorder._write
 
-        def timed(recorder: Any, error: Any) -> None:
+        def timed(recorder: Any, *args: Any) -> None:
             start = time.perf_counter()
             try:
-                real(recorder, error)
+                real(recorder, *args)
             finally:
                 self.seconds += time.perf_counter() - start
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import gc
 import json
+import logging
+import threading
 from pathlib import Path
 
 import dask
@@ -206,9 +208,9 @@ def test_the_run_s_files_are_written_with_the_garbage_collector_paused(
     collecting = []
     real_write = RunRecorder._write
 
-    def write(recorder, error):
+    def write(recorder, *args):
         collecting.append(gc.isenabled())
-        real_write(recorder, error)
+        real_write(recorder, *args)
 
     monkeypatch.setattr(RunRecorder, "_write", write)
     record = project / "reports" / "run.json"
@@ -220,3 +222,62 @@ def test_the_run_s_files_are_written_with_the_garbage_collector_paused(
     assert collecting == [False]
     assert gc.isenabled()
     assert [n.node for n in read_run_record(record)] == ["double_node", "last_node"]
+
+
+def test_the_files_are_written_while_the_connection_closes(
+    project, client_args, monkeypatch, caplog
+):
+    """The run's files are written off the run's thread, from once every
+    measurement is in until the runner has closed its connection; the run
+    returns once they are there, and says what it wrote."""
+    from distributed import Client
+
+    events: list[str] = []
+    real_write, real_close = RunRecorder._write, Client.close
+
+    def write(recorder, *args):
+        events.append(f"write starts on {threading.current_thread().name}")
+        real_write(recorder, *args)
+        events.append("write ends")
+
+    def close(client, *args, **kwargs):
+        events.append("client closes")
+        return real_close(client, *args, **kwargs)
+
+    monkeypatch.setattr(RunRecorder, "_write", write)
+    monkeypatch.setattr(Client, "close", close)
+    record = project / "reports" / "run.json"
+
+    with caplog.at_level(logging.INFO):
+        DaskRunner(client_args=client_args, run_record=str(record)).run(
+            _pipeline(), _catalog(project), _hooks()
+        )
+        events.append("run returned")
+
+    assert "write starts on kedro-dask-run-files" in events
+    assert "client closes" in events
+    assert events.index("write ends") < events.index("run returned")
+    assert events.index("client closes") < events.index("run returned")
+    assert [n.node for n in read_run_record(record)] == ["double_node", "last_node"]
+    assert f"Run record: {record}" in caplog.text
+
+
+def test_a_record_that_cannot_be_written_is_a_warning(
+    project, client_args, monkeypatch, caplog
+):
+    """Writing the files never hides the run's result: the run succeeds and
+    says which file it could not write."""
+    (project / "reports").write_text("a file where the record's folder goes")
+    record = project / "reports" / "run.json"
+
+    with caplog.at_level(logging.WARNING):
+        outputs = DaskRunner(client_args=client_args, run_record=str(record)).run(
+            _pipeline(), _catalog(project), _hooks()
+        )
+
+    assert outputs["result"].load() == 20
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(
+        m.startswith("Could not write the run's record:") and "reports" in m
+        for m in warnings
+    ), warnings

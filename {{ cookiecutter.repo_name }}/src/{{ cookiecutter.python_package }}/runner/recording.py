@@ -13,7 +13,10 @@ or not, has the workers send the rest, then writes:
 - on request (``dask_runner.run_record: <path>.json``), the JSON run record and
   its timeline (``<path>.html``, a page that opens without a server).
 
-The files are written by the driver: workers may not share its disk.
+The files are written by the driver: workers may not share its disk. They are
+written in a thread of their own while the runner unships its code and closes
+its connection or its LocalCluster, and the run returns once they are there
+(``RunRecorder.wait_written``).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import contextlib
 import gc
 import logging
 import queue
+import threading
 import time
 from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
@@ -150,6 +154,9 @@ class RunRecorder:
         )
         self._received: list[tuple[float, dict[str, Any]]] = []
         self._drain_answers: concurrent.futures.Future[dict[str, Any]] | None = None
+        self._writer: threading.Thread | None = None
+        # What to log, and at which level, once the files are written.
+        self._written: list[tuple[int, str]] = []
 
     @staticmethod
     def wanted(run_params: Mapping[str, Any] | None, record_path: str | None) -> bool:
@@ -172,14 +179,35 @@ class RunRecorder:
             self._client.unsubscribe_topic(self._topic)
         if isinstance(exc, KeyboardInterrupt):
             return
+        # Everything is collected: the files are written while the runner
+        # unships its code and closes its connection or cluster (round trips,
+        # a LocalCluster's shutdown), not before (``wait_written``).
+        self._writer = threading.Thread(
+            target=self._write_safely,
+            args=(exc, time.time()),
+            name="kedro-dask-run-files",
+        )
+        self._writer.start()
+
+    def wait_written(self) -> None:
+        """Return once the run's files are written; the runner calls it last."""
+        if self._writer is not None:
+            self._writer.join()
+            self._writer = None
+        for level, message in self._written:
+            logger.log(level, message)
+        self._written.clear()
+
+    def _write_safely(self, error: BaseException | None, end: float) -> None:
         try:
             with _collector_paused():
-                self._write(exc)
+                self._write(error, end)
         except Exception as write_exc:  # noqa: BLE001 - never hide the run's result
-            logger.warning("Could not write the run's record: %s", write_exc)
+            self._written.append(
+                (logging.WARNING, f"Could not write the run's record: {write_exc}")
+            )
 
-    def _write(self, error: BaseException | None) -> None:
-        end = time.time()
+    def _write(self, error: BaseException | None, end: float) -> None:
         records = self._records()
         project = find_kedro_project(Path.cwd())
         if project is not None:
@@ -196,7 +224,10 @@ class RunRecorder:
             path = Path(self._record_path)
             write_run_record(records, path, start=self._start, end=end, error=error)
             write_timeline(records, path.with_suffix(".html"))
-            logger.info("Run record: %s, timeline: %s", path, path.with_suffix(".html"))
+            timeline = path.with_suffix(".html")
+            self._written.append(
+                (logging.INFO, f"Run record: {path}, timeline: {timeline}")
+            )
 
     def all_tasks_finished(self) -> None:
         """Ask the workers for what they hold as soon as the run's last task has

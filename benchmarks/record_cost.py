@@ -106,6 +106,9 @@ class _NoRecorder:
     def all_tasks_finished(self) -> None:
         return None
 
+    def wait_written(self) -> None:
+        return None
+
 
 @contextlib.contextmanager
 def stubbed(client: Any) -> Iterator[None]:

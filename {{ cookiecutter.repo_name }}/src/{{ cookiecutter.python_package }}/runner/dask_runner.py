@@ -231,8 +231,8 @@ class DaskRunner(AbstractRunner):
         recorder: RunRecorder | None = None
         with ExitStack() as stack:
             stack.enter_context(ctrl_c_never_lost)
-            # Last out: the run's files, written while the code is unshipped and
-            # the connection or the cluster closes (``RunRecorder.__exit__``).
+            # Once the connection or the cluster has closed: the run's files,
+            # written meanwhile (``RunRecorder.__exit__`` started them).
             stack.callback(lambda: recorder and recorder.wait_written())
             client, workers_are_local = stack.enter_context(self._cluster.connect())
             _wait_for_workers(client, self._cluster.worker_wait)

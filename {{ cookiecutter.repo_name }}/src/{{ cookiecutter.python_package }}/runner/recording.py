@@ -190,7 +190,8 @@ class RunRecorder:
         self._writer.start()
 
     def wait_written(self) -> None:
-        """Return once the run's files are written; the runner calls it last."""
+        """Return once the run's files are written, and say what was written;
+        the runner calls it once its connection or cluster has closed."""
         if self._writer is not None:
             self._writer.join()
             self._writer = None

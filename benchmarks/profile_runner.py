@@ -310,7 +310,7 @@ def node_task_cost(ctx: Any, repeats: int = 3000) -> dict[str, Any]:
     graph = PipelineGraph(pipeline, catalog)
     payload = graph.payload(pipeline.nodes[1])
     # As a task carries it: pickled, unpickled once per worker and run.
-    context = _pickled_run_context(None, None, False, None, (None, False), "cost")
+    context = _pickled_run_context(None, None, False, None, None, "cost")
 
     def one() -> Any:
         task = pickle.loads(payload)

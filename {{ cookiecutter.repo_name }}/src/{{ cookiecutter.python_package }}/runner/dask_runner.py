@@ -201,8 +201,9 @@ class DaskRunner(AbstractRunner):
                 run_id,
                 self._is_async,
                 logs,
-                (record_topic, bool(self._options.run_record)),
+                record_topic,
                 token,
+                record_bytes=bool(self._options.run_record),
             ),
             _pickled_inputs(catalog, graph.memory_inputs),
             node_options=self._options.annotations,
@@ -500,13 +501,14 @@ def _pickled_run_context(
     run_id: str | None,
     is_async: bool,
     logs: LogSettings | None,
-    recording: tuple[str | None, bool],
+    record_topic: str | None,
     token: str,
+    record_bytes: bool = False,
 ) -> bytes:
     """Pack what every node of the run needs, leaving out hooks that can't travel.
 
-    ``recording``: the topic of the nodes' measurements (``None``: none), and
-    whether they count output bytes (for a run record).
+    ``record_topic``: the topic of the nodes' measurements (``None``: none);
+    ``record_bytes``: whether they count output bytes (for a run record).
     """
     plugins = []
     for plugin in picklable_node_hooks(hook_manager):
@@ -526,9 +528,9 @@ def _pickled_run_context(
         package_name=_package_name(),
         hook_plugins=cloudpickle.dumps(plugins),
         logs=logs,
-        record_topic=recording[0],
+        record_topic=record_topic,
         rerun_topic=f"kedro-reruns-{token}",
-        record_bytes=recording[1],
+        record_bytes=record_bytes,
     )
     return cloudpickle.dumps(context)
 

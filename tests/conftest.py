@@ -456,6 +456,19 @@ def _wait_for_workers(cluster: DaskCluster, deadline: float) -> None:
     assert joined == names, f"{joined} != {names}\n{cluster.log_tails()}"
 
 
+def scheduler_command(scheduler_file: Path, port: int = 0, *flags: str) -> list[str]:
+    """``dask scheduler`` on 127.0.0.1 at ``port`` (0: one it picks), writing its
+    address to ``scheduler_file`` (read back with ``_scheduler_address``)."""
+    return [
+        *(sys.executable, "-m", "dask", "scheduler"),
+        *("--host", "127.0.0.1", "--port", str(port)),
+        *("--scheduler-file", str(scheduler_file)),
+        *("--dashboard-address", "127.0.0.1:0"),
+        *("--idle-timeout", "1800"),  # safety net should teardown be skipped
+        *flags,
+    ]
+
+
 def _scheduler_address(
     scheduler_file: Path, proc: subprocess.Popen, deadline: float
 ) -> str | None:
@@ -506,14 +519,7 @@ def start_cluster(
 
     try:
         scheduler = spawn(
-            [
-                *(sys.executable, "-m", "dask", "scheduler"),
-                *("--protocol", protocol, "--host", "127.0.0.1", "--port", str(port)),
-                *("--scheduler-file", str(scheduler_file)),
-                *("--dashboard-address", "127.0.0.1:0"),
-                *("--idle-timeout", "1800"),  # safety net should teardown be skipped
-                *tls_flags,
-            ],
+            scheduler_command(scheduler_file, port, "--protocol", protocol, *tls_flags),
             logs["scheduler"],
             workdir,
             base_env(),

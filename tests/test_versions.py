@@ -44,6 +44,7 @@ from .conftest import (
     executed_keys_by_worker,
     kedro,
     run_cmd,
+    scheduler_command,
 )
 
 VENV_TIMEOUT = 600  # python -m venv + pip install, on a slow mirror
@@ -99,14 +100,7 @@ def mixed_cluster(other_python: Path, worker_cwd: Path) -> Iterator[DaskCluster]
     try:
         procs.append(
             _spawn(
-                [
-                    *(sys.executable, "-m", "dask", "scheduler"),
-                    *("--host", "127.0.0.1", "--port", "0"),
-                    *("--scheduler-file", str(scheduler_file)),
-                    *("--dashboard-address", "127.0.0.1:0"),
-                    # A safety net should teardown be skipped.
-                    *("--idle-timeout", "1800"),
-                ],
+                scheduler_command(scheduler_file),
                 logs["scheduler"],
                 workdir,
                 base_env(),

@@ -691,10 +691,14 @@ def test_ctrl_c_as_the_example_pipeline_runs_on_the_embedded_cluster(
     """Ctrl-C in the terminal while the example pipeline's first task (a chain
     ending in a node with several in-memory outputs) runs: within 3 s, no
     traceback (the scheduler's cancel of a task whose parts nobody wants
-    asserted and logged one), nothing left."""
+    asserted and logged one), nothing left. A century of days instead of two
+    years keeps that first task running for seconds, not the quarter of a
+    second the default data takes, so that it is still running when the
+    SIGINT comes, on a fast machine too."""
     with background_kedro(
         faults_project,
         *("run", "--pipelines", EXAMPLE_PIPELINES, "--runner", DASK_RUNNER),
+        *("--params", "raw_data.n_days=36500"),
         log=tmp_path / "kedro.log",
     ) as run:
         started = wait_until(
@@ -702,7 +706,7 @@ def test_ctrl_c_as_the_example_pipeline_runs_on_the_embedded_cluster(
             90,
         )
         assert started and run.running(), tail(run.output())
-        time.sleep(0.3)  # the first task is submitted, and runs for ~1 s
+        time.sleep(0.3)  # the first task is submitted, and runs for ~2.5 s here
         assert "Completed 4 out of" not in run.output(), tail(run.output())
         _ctrl_c_exits_cleanly(
             run, ("Traceback", "CRITICAL", "Task exception was never retrieved")

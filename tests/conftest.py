@@ -62,6 +62,20 @@ TAIL = 6000  # characters of captured output quoted in assertion messages
 _VERSION_DIR = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}\.\d{2}\.\d{2}\.\d{3}Z")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Ctrl-C reaches the processes the tests start, as it does a user's.
+
+    A background job of a non-interactive shell (``pytest ... &`` in a script,
+    as CI may start the tests) begins with SIGINT ignored, and every process
+    started from it inherits that: the tests that send kedro a SIGINT would
+    find it deaf. A handler of our own is reset to the default in each child
+    (an ignored signal stays ignored), so the children start as a terminal's
+    jobs do.
+    """
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 # --------------------------------------------------------------------------- #
 # Small helpers
 # --------------------------------------------------------------------------- #

@@ -97,12 +97,14 @@ def _import_runner(package: str) -> Any:
     """The project's runner package, imported as ``kedro run`` imports it; then,
     as the project's ``cli.run`` does, Kedro's logging configuration applied
     again (importing distributed reset its loggers) for the console it prints
-    to (no terminal here: the project's plain ``console`` handler)."""
+    to (no terminal here: the project's plain ``console`` handler), and
+    ``info.log``'s handler given Python 3.13's rollover check."""
     from kedro.framework.project import LOGGING
 
     runner = __import__(f"{package}.runner", fromlist=["DaskRunner"])
     cli = __import__(f"{package}.cli", fromlist=["console_logging"])
     LOGGING.configure(cli.console_logging(LOGGING.data))
+    cli.rotate_as_python_313()
     return runner
 
 
@@ -182,6 +184,9 @@ class _WarmDriver:
         self.terminal_logging = copy.deepcopy(LOGGING.data)
         runner = _import_runner(spec["package"])
         self.pipe_logging = LOGGING.data
+        self.rotate_as_python_313 = __import__(
+            f"{spec['package']}.cli", fromlist=["rotate_as_python_313"]
+        ).rotate_as_python_313
         self.dask_runner = runner.DaskRunner
         self.quiet_logging = quiet_logging
         self.hook_manager = _session_hook_manager()
@@ -209,12 +214,14 @@ class _WarmDriver:
             return
         os.environ["TTY_COMPATIBLE"] = "1"
         LOGGING.configure(self.terminal_logging)
+        self.rotate_as_python_313()
         self.driver_default()
         try:
             yield
         finally:
             del os.environ["TTY_COMPATIBLE"]
             LOGGING.configure(self.pipe_logging)
+            self.rotate_as_python_313()
             self.driver_default()
 
     def _kedro_run(self, runner: Any, pipeline: Any) -> None:

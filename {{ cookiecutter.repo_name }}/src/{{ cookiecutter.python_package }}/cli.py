@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import importlib.util
 import inspect
+import logging.handlers
 import os
 import subprocess
 import sys
@@ -109,6 +110,7 @@ def run(metadata: ProjectMetadata, **options: Any) -> dict[str, Any]:
         # INFO after Kedro applied the project's logging configuration at
         # start-up: apply that configuration again, for this console.
         LOGGING.configure(console_logging(LOGGING.data))
+        rotate_as_python_313()
         _check_fits(runner_class, options["runner_params"], "--runner-params")
         result: dict[str, Any] = kedro_run.callback(**options)
     return result
@@ -155,6 +157,49 @@ def _is_rich(spec: Any) -> bool:
     return isinstance(handler_class, type) and issubclass(
         handler_class, rich.logging.RichHandler
     )
+
+
+class RotatingFileHandler(logging.handlers.RotatingFileHandler):
+    """``logging.handlers.RotatingFileHandler`` deciding a rollover as Python 3.13
+    does (gh-105623): it looks at the file only when a record would take it past
+    ``maxBytes``.
+
+    Up to Python 3.12 the decision stats the file twice for every record, to be
+    sure it is a regular file, after moving to its end. ``info.log`` gets every
+    line ``kedro run`` logs, five a node: on the machine the benchmarks run on,
+    those three system calls cost more than the rest of the line's handling.
+    """
+
+    def shouldRollover(self, record: logging.LogRecord) -> bool:
+        if self.stream is None:  # opened on the first record (``delay``)
+            self.stream = self._open()
+        if self.maxBytes <= 0:
+            return False
+        size = self.stream.tell()
+        if not size or size + len(self.format(record)) + 1 < self.maxBytes:
+            return False
+        # Only a regular file rolls over, never a device or a pipe.
+        return not os.path.exists(self.baseFilename) or os.path.isfile(
+            self.baseFilename
+        )
+
+
+def rotate_as_python_313() -> None:
+    """Make each ``logging.handlers.RotatingFileHandler`` of the applied logging
+    configuration (``info.log``'s) this module's ``RotatingFileHandler``, up to
+    Python 3.12; Python 3.13's own handler decides as it does.
+
+    Kedro allows only handler classes of ``logging`` and ``kedro.logging`` in
+    ``conf/logging.yml``, so the handlers are changed once configured, not the
+    configuration: the subclass only overrides a method.
+    """
+    if sys.version_info >= (3, 13):
+        return
+    loggers = [logging.getLogger(), *logging.getLogger().manager.loggerDict.values()]
+    for logger in loggers:
+        for handler in getattr(logger, "handlers", ()):  # not a PlaceHolder's
+            if type(handler) is logging.handlers.RotatingFileHandler:
+                handler.__class__ = RotatingFileHandler
 
 
 def _names_project_runner(runner: str | None, package: str) -> bool:

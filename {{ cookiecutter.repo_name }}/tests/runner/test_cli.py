@@ -6,6 +6,10 @@ commands' arguments. What a user reads on the command line is tested through the
 from __future__ import annotations
 
 import json
+import logging
+import logging.config
+import logging.handlers
+import os
 import re
 import subprocess
 import sys
@@ -21,12 +25,14 @@ from kedro.framework.startup import bootstrap_project
 from kedro.runner import ParallelRunner, SequentialRunner
 
 from {{ cookiecutter.python_package }}.cli import (
+    RotatingFileHandler,
     _dask_client,
     _environment_parameters,
     _instantiate_runner,
     _pipeline_modules,
     _runner_params,
     console_logging,
+    rotate_as_python_313,
     scheduler_command,
     worker_command,
 )
@@ -234,6 +240,92 @@ def test_without_a_plain_console_handler_rich_stays(project_logging, monkeypatch
     del project_logging["handlers"]["console"]
 
     assert console_logging(project_logging) == project_logging
+
+
+# --------------------------------------------------------------------------- #
+# info.log's rotating file
+# --------------------------------------------------------------------------- #
+def _log_lines(handler: logging.Handler, count: int) -> None:
+    handler.setFormatter(logging.Formatter("%(name)s - %(message)s"))
+    for i in range(count):
+        handler.handle(
+            logging.LogRecord("kedro", logging.INFO, __file__, 1, "line %d", (i,), None)
+        )
+    handler.close()
+
+
+def _files(folder: Path) -> dict[str, str]:
+    return {path.name: path.read_text() for path in sorted(folder.iterdir())}
+
+
+def test_info_log_rolls_over_as_the_standard_handler_does(tmp_path):
+    standard, ours = tmp_path / "standard", tmp_path / "ours"
+    for folder, handler_class in (
+        (standard, logging.handlers.RotatingFileHandler),
+        (ours, RotatingFileHandler),
+    ):
+        folder.mkdir()
+        handler = handler_class(folder / "info.log", maxBytes=100, backupCount=2)
+        _log_lines(handler, 25)
+
+    assert _files(ours) == _files(standard)
+    assert sorted(_files(ours)) == ["info.log", "info.log.1", "info.log.2"]
+
+
+def test_info_log_looks_at_the_file_only_when_a_rollover_is_due(tmp_path, monkeypatch):
+    looks: list[str] = []
+    for name in ("exists", "isfile"):
+        real = getattr(os.path, name)
+        monkeypatch.setattr(
+            os.path, name, lambda path, real=real: looks.append(path) or real(path)
+        )
+    standard = logging.handlers.RotatingFileHandler(
+        tmp_path / "standard.log", maxBytes=10_000
+    )
+    _log_lines(standard, 20)
+    standard_looks, looks[:] = len(looks), []
+
+    _log_lines(RotatingFileHandler(tmp_path / "info.log", maxBytes=10_000), 20)
+    assert looks == []
+    if sys.version_info < (3, 13):  # the per-record stats this handler avoids
+        assert standard_looks >= 20
+
+    _log_lines(RotatingFileHandler(tmp_path / "small.log", maxBytes=30), 3)
+    assert looks  # due: it checks the file is a regular one before rolling over
+
+
+def test_a_device_never_rolls_over():
+    handler = RotatingFileHandler(os.devnull, maxBytes=10, backupCount=1)
+
+    _log_lines(handler, 5)  # would rename /dev/null, or fail, if it rolled over
+
+    assert Path(os.devnull).is_char_device()
+
+
+def test_kedro_run_s_info_log_handler_is_the_backport(project_logging, tmp_path):
+    project_logging["handlers"]["info_file_handler"]["filename"] = str(
+        tmp_path / "info.log"
+    )
+    root = logging.getLogger()
+    handlers_before = root.handlers[:]
+    loggers = [root, *map(logging.getLogger, project_logging["loggers"])]
+    levels_before = [logger.level for logger in loggers]
+    try:
+        logging.config.dictConfig(project_logging)
+        rotate_as_python_313()
+        handlers = {type(handler) for handler in root.handlers}
+        logging.getLogger("kedro").info("to info.log")
+    finally:
+        for handler in root.handlers:
+            handler.close()
+        root.handlers[:] = handlers_before
+        for logger, level in zip(loggers, levels_before, strict=True):
+            logger.setLevel(level)
+
+    backport = sys.version_info < (3, 13)
+    assert (RotatingFileHandler in handlers) is backport
+    assert (logging.handlers.RotatingFileHandler in handlers) is not backport
+    assert "to info.log" in (tmp_path / "info.log").read_text()
 
 
 # --------------------------------------------------------------------------- #

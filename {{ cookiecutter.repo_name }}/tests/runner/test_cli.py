@@ -302,7 +302,7 @@ def test_a_device_never_rolls_over():
     assert Path(os.devnull).is_char_device()
 
 
-def test_kedro_run_s_info_log_handler_is_the_backport(project_logging, tmp_path):
+def test_the_project_s_info_log_gets_the_backport(project_logging, tmp_path):
     project_logging["handlers"]["info_file_handler"]["filename"] = str(
         tmp_path / "info.log"
     )

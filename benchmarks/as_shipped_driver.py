@@ -102,10 +102,13 @@ def _import_runner(package: str) -> Any:
     from kedro.framework.project import LOGGING
 
     runner = __import__(f"{package}.runner", fromlist=["DaskRunner"])
-    cli = __import__(f"{package}.cli", fromlist=["console_logging"])
-    LOGGING.configure(cli.console_logging(LOGGING.data))
-    cli.rotate_as_python_313()
+    _cli(package).configure_run_logging(LOGGING.data)
     return runner
+
+
+def _cli(package: str) -> Any:
+    """The project's ``cli`` module."""
+    return __import__(f"{package}.cli", fromlist=["configure_run_logging"])
 
 
 def _bootstrap(project_dir: Path) -> float:
@@ -184,9 +187,7 @@ class _WarmDriver:
         self.terminal_logging = copy.deepcopy(LOGGING.data)
         runner = _import_runner(spec["package"])
         self.pipe_logging = LOGGING.data
-        self.rotate_as_python_313 = __import__(
-            f"{spec['package']}.cli", fromlist=["rotate_as_python_313"]
-        ).rotate_as_python_313
+        self.configure_run_logging = _cli(spec["package"]).configure_run_logging
         self.dask_runner = runner.DaskRunner
         self.quiet_logging = quiet_logging
         self.hook_manager = _session_hook_manager()
@@ -207,21 +208,17 @@ class _WarmDriver:
         """The driver's console as ``variant`` has it: a terminal for the
         ``ON_TERMINAL`` variants (rich's handler, the live progress display),
         else a file (the plain ``console`` handler), as ``kedro run`` sets it."""
-        from kedro.framework.project import LOGGING
-
         if variant not in ON_TERMINAL:
             yield
             return
         os.environ["TTY_COMPATIBLE"] = "1"
-        LOGGING.configure(self.terminal_logging)
-        self.rotate_as_python_313()
+        self.configure_run_logging(self.terminal_logging)
         self.driver_default()
         try:
             yield
         finally:
             del os.environ["TTY_COMPATIBLE"]
-            LOGGING.configure(self.pipe_logging)
-            self.rotate_as_python_313()
+            self.configure_run_logging(self.pipe_logging)
             self.driver_default()
 
     def _kedro_run(self, runner: Any, pipeline: Any) -> None:

@@ -109,11 +109,18 @@ def run(metadata: ProjectMetadata, **options: Any) -> dict[str, Any]:
         # Importing distributed (a DaskRunner's module does) resets its loggers to
         # INFO after Kedro applied the project's logging configuration at
         # start-up: apply that configuration again, for this console.
-        LOGGING.configure(console_logging(LOGGING.data))
-        rotate_as_python_313()
+        configure_run_logging(LOGGING.data)
         _check_fits(runner_class, options["runner_params"], "--runner-params")
         result: dict[str, Any] = kedro_run.callback(**options)
     return result
+
+
+def configure_run_logging(config: Mapping[str, Any]) -> None:
+    """Apply ``config`` as ``kedro run`` logs: for the console it prints to
+    (``console_logging``), ``info.log``'s handler deciding its rollovers as
+    Python 3.13 does (``rotate_as_python_313``)."""
+    LOGGING.configure(console_logging(config))
+    rotate_as_python_313()
 
 
 def console_logging(config: Mapping[str, Any]) -> Mapping[str, Any]:

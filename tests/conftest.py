@@ -389,6 +389,38 @@ def run_recorded(
     return result, workers_of_nodes(record_dir)
 
 
+def _browser_program(name: str) -> str:
+    """A program the browser tests need: missing, the test fails (never skips)."""
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(
+            f"{name} is not installed: the browser tests need Debian's "
+            "chromium and chromium-driver (.ci/run installs them)",
+            pytrace=False,
+        )
+    return path
+
+
+@contextlib.contextmanager
+def headless_chromium() -> Iterator[Any]:
+    """A Selenium driver of a headless Chromium with a fresh profile."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    options = Options()
+    options.binary_location = _browser_program("chromium")
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage"):
+        options.add_argument(argument)
+    options.add_argument("--window-size=1600,1000")
+    service = Service(executable_path=_browser_program("chromedriver"))
+    driver = webdriver.Chrome(options=options, service=service)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
 def render_with_cookiecutter(output_dir: Path, **extra_context: str) -> Path:
     """Render the starter with the cookiecutter Python API."""
     return Path(

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import json
 import random
-import shutil
 import socket
 import time
 import urllib.error
@@ -37,6 +36,7 @@ from .conftest import (
     base_env,
     copy_project,
     free_port,
+    headless_chromium,
     kedro,
     kedro_ok,
     tail,
@@ -264,38 +264,6 @@ def test_kedro_viz_shows_the_failed_dask_run_as_the_sequential_one(
 # --------------------------------------------------------------------------- #
 # The Workflow view in a real browser
 # --------------------------------------------------------------------------- #
-def _executable(name: str) -> str:
-    """A program the browser test needs: missing, the test fails (never skips)."""
-    path = shutil.which(name)
-    if path is None:
-        pytest.fail(
-            f"{name} is not installed: the Workflow view test needs Debian's "
-            "chromium and chromium-driver (.ci/run installs them)",
-            pytrace=False,
-        )
-    return path
-
-
-@contextlib.contextmanager
-def headless_chromium() -> Iterator[Any]:
-    """A Selenium driver of a headless Chromium with a fresh profile."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-
-    options = Options()
-    options.binary_location = _executable("chromium")
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage"):
-        options.add_argument(argument)
-    options.add_argument("--window-size=1600,1000")
-    service = Service(executable_path=_executable("chromedriver"))
-    driver = webdriver.Chrome(options=options, service=service)
-    try:
-        yield driver
-    finally:
-        driver.quit()
-
-
 def task_nodes_shown(driver: Any) -> dict[str, dict[str, str]]:
     """Kedro-Viz id -> label and status of each task node drawn in the page (its
     ``g.pipeline-node--task`` element, class ``pipeline-node--status-<status>``)."""

@@ -594,22 +594,37 @@ def test_a_run_record_of_no_node_is_valid_json(tmp_path):
 
 
 _PREPARE_TIMELINE = """
+import json
 import sys
-from {{ cookiecutter.python_package }}.runner.run_record import prepare_timeline
+import threading
+from {{ cookiecutter.python_package }}.runner import run_record
+
+made_in = []
+make_page = run_record._make_page
+
+
+def _make_page(title):
+    made_in.append(threading.current_thread())
+    return make_page(title)
+
+
+run_record._make_page = _make_page
 assert "bokeh" not in sys.modules
-thread = prepare_timeline()
-assert thread.daemon
-thread.join(60)
-assert {"bokeh.embed", "bokeh.models", "bokeh.plotting", "bokeh.resources"} <= set(
-    sys.modules
-)
+page = run_record.prepare_timeline().result(60)
+made = [{"main": t is threading.main_thread(), "daemon": t.daemon} for t in made_in]
+print(json.dumps({"made": made, "bokeh": "bokeh" in sys.modules, "page": page}))
 """
 
 
-def test_bokeh_is_imported_in_the_background_for_the_timeline():
-    """A run asked for its record starts importing bokeh while it runs (in a
-    fresh process: this one may have imported bokeh already)."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+def prepare_timeline_in_a_fresh_process(cache: Path) -> dict[str, Any]:
+    """``prepare_timeline`` in a fresh process (this one may have imported bokeh)
+    whose cache directory is ``cache``: where the page was made, whether bokeh
+    was imported, and the page."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
+        "XDG_CACHE_HOME": str(cache),
+    }
     result = subprocess.run(
         [sys.executable, "-c", _PREPARE_TIMELINE],
         env=env,
@@ -619,6 +634,32 @@ def test_bokeh_is_imported_in_the_background_for_the_timeline():
         check=False,
     )
     assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.splitlines()[-1])
+
+
+def test_the_timeline_page_is_made_in_the_background(tmp_path):
+    """A run asked for its record has bokeh make the timeline's page in a thread
+    while it runs, bokeh's import included; the run's end only adds the data."""
+    made = prepare_timeline_in_a_fresh_process(tmp_path)
+    assert made["made"] == [{"main": False, "daemon": True}]
+    assert made["bokeh"]
+    assert 'id="kedro-dask-timeline-data"' in made["page"]
+
+
+def test_the_timeline_page_is_kept_for_the_next_runs(tmp_path):
+    """The page is the same for every run: the next runs read it from the user's
+    cache directory and never import bokeh; a page cut short there is made again."""
+    first = prepare_timeline_in_a_fresh_process(tmp_path)
+    (kept,) = (tmp_path / "kedro-dask").glob("timeline-*.html")
+    second = prepare_timeline_in_a_fresh_process(tmp_path)
+    assert (second["made"], second["bokeh"]) == ([], False)
+    assert second["page"] == first["page"] == kept.read_text(encoding="utf-8")
+
+    kept.write_text(first["page"][: len(first["page"]) // 2], encoding="utf-8")
+    third = prepare_timeline_in_a_fresh_process(tmp_path)
+    assert third["made"] and third["bokeh"]
+    assert kept.read_text(encoding="utf-8") == third["page"]
+    assert list((tmp_path / "kedro-dask").iterdir()) == [kept]
 
 
 def test_the_timeline_is_a_page_that_needs_no_server(project, tmp_path):
@@ -636,3 +677,28 @@ def test_the_timeline_is_a_page_that_needs_no_server(project, tmp_path):
         assert record.node in html
         assert record.worker in html
     assert "#d62728" in html  # the failed node's colour
+
+
+def test_no_node_name_or_error_ends_the_timeline_data(tmp_path):
+    """The run's data is a JSON element of the page: what a node is called, or
+    what its error says, reads back as it was and cannot end the element."""
+    odd = NodeRun(
+        "</script><script>alert(1)</script>",
+        worker=WORKERS[0],
+        start=1.0,
+        end=2.0,
+        status=run_record.FAILED,
+        error="<!-- boom",
+    )
+    html = run_record.write_timeline([odd], tmp_path / "timeline.html").read_text()
+    element = re.search(
+        r'<script type="application/json" id="kedro-dask-timeline-data">(.*?)'
+        r"</script>",
+        html,
+        re.DOTALL,
+    )
+    assert element, "the page holds the run's data"
+    data = json.loads(element.group(1))
+    assert data["workers"] == [WORKERS[0]]
+    assert data["columns"]["node"] == [odd.node]
+    assert data["columns"]["error"] == [odd.error]

@@ -157,6 +157,8 @@ class RunRecorder:
         self._writer: threading.Thread | None = None
         # What to log, and at which level, once the files are written.
         self._written: list[tuple[int, str]] = []
+        # The timeline's page, made while the run goes on (with ``record_path``).
+        self._timeline_page: concurrent.futures.Future[str] | None = None
 
     @staticmethod
     def wanted(run_params: Mapping[str, Any] | None, record_path: str | None) -> bool:
@@ -167,7 +169,7 @@ class RunRecorder:
         if self._topic is not None:
             self._client.subscribe_topic(self._topic, self._arrived.put)
         if self._record_path:
-            prepare_timeline()
+            self._timeline_page = prepare_timeline()
         return self
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
@@ -224,8 +226,9 @@ class RunRecorder:
         if self._record_path:
             path = Path(self._record_path)
             write_run_record(records, path, start=self._start, end=end, error=error)
-            write_timeline(records, path.with_suffix(".html"))
             timeline = path.with_suffix(".html")
+            page = self._timeline_page.result() if self._timeline_page else None
+            write_timeline(records, timeline, page=page)
             self._written.append(
                 (logging.INFO, f"Run record: {path}, timeline: {timeline}")
             )

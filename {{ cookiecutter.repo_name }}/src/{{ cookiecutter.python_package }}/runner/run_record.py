@@ -73,11 +73,14 @@ installed Kedro-Viz applies to ``SequentialRunner`` runs.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import functools
 import hashlib
 import json
 import logging
+import os
+import tempfile
 import threading
 import time
 import traceback
@@ -841,14 +844,19 @@ def _timeline_columns(records: Sequence[NodeRun]) -> dict[str, list[Any]]:
     return {**_bar_columns(ordered), **_detail_columns(ordered)}
 
 
-def _timeline_figure(workers: list[str], title: str) -> Any:
-    """An empty bokeh figure with a row per worker, time along x."""
+# A timeline's height in pixels: title and axis, and each worker's row.
+_BASE_HEIGHT, _ROW_HEIGHT = 120, 60
+
+
+def _timeline_figure(title: str) -> Any:
+    """An empty bokeh figure, time along x; its rows (one per worker) and its
+    height come with the run's data (``_FILL_TIMELINE``)."""
     from bokeh.plotting import figure
 
     return figure(
         title=title,
-        y_range=workers,
-        height=120 + 60 * len(workers),
+        y_range=[],
+        height=_BASE_HEIGHT + _ROW_HEIGHT,
         sizing_mode="stretch_width",
         x_axis_label="seconds since the first node started",
         tools="xpan,xwheel_zoom,reset,save",
@@ -883,39 +891,136 @@ def _draw_nodes(plot: Any, source: Any) -> None:
     plot.add_tools(HoverTool(tooltips=_TIMELINE_TOOLTIPS))
 
 
-def _import_bokeh() -> None:
-    """Import what ``write_timeline`` uses of bokeh."""
-    import bokeh.embed
-    import bokeh.models
-    import bokeh.plotting
-    import bokeh.resources  # noqa: F401
+_DATA_ID = "kedro-dask-timeline-data"
+"""The id of the page's element that holds the run's data, as JSON."""
+_DATA_MARK = "KEDRO_DASK_TIMELINE_DATA"
+"""Stands for the run's data in the page ``timeline_page`` makes."""
+_DATA_ELEMENT = f'<script type="application/json" id="{_DATA_ID}">{_DATA_MARK}</script>'
+
+# Runs in the page once bokeh has drawn the empty figure: the run's data, from
+# the page's own JSON element, into the figure (names: ``timeline_page``'s args).
+_FILL_TIMELINE = f"""
+const run = JSON.parse(document.getElementById("{_DATA_ID}").textContent);
+plot.y_range.factors = run.workers;
+plot.height = {_BASE_HEIGHT} + {_ROW_HEIGHT} * run.workers.length;
+source.data = run.columns;
+"""
 
 
-def prepare_timeline() -> threading.Thread:
-    """Import bokeh in a background thread, while the run goes on: a second of a
-    fresh process's time that the run's end would otherwise wait for."""
-    thread = threading.Thread(
-        target=_import_bokeh, name="kedro-dask-import-bokeh", daemon=True
+def timeline_page(title: str = "Dask run") -> str:
+    """The timeline's page without a run's data (``write_timeline`` adds it).
+
+    Bokeh lays out and serialises a figure in tens of milliseconds whatever it
+    shows, after a second of importing, and the data is only known once the run
+    has ended. So the page holds bokeh's code, the figure with an empty data
+    source, and a callback that fills the source from a JSON element of the page
+    when it opens: the same for every run. It is made once for a version of
+    bokeh and of this module, and kept in the user's cache directory
+    (``_cached_page``); the run's end only writes the element.
+    """
+    try:
+        cached = _cached_page(title)
+    except Exception:  # noqa: BLE001 - no cache directory (no home): make it
+        return _make_page(title)
+    page = _read_page(cached)
+    if page is None:
+        page = _make_page(title)
+        with contextlib.suppress(OSError):  # no cache: the next run makes it again
+            _keep_page(cached, page)
+    return page
+
+
+def _cached_page(title: str) -> Path:
+    """Where the page for ``title`` is kept: a name that changes with bokeh's
+    version and with this module, under ``$XDG_CACHE_HOME`` (``~/.cache``)."""
+    from importlib.metadata import version
+
+    made_by = f"{version('bokeh')}\0{title}\0".encode() + Path(__file__).read_bytes()
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    name = f"timeline-{hashlib.sha1(made_by).hexdigest()[:16]}.html"
+    return Path(cache) / "kedro-dask" / name
+
+
+def _read_page(path: Path) -> str | None:
+    """A kept page, or ``None`` (none kept, unreadable or not a page)."""
+    try:
+        page = path.read_text(encoding="utf-8")
+    except (OSError, ValueError):
+        return None
+    whole = _DATA_ELEMENT in page and page.rstrip().endswith("</html>")
+    return page if whole else None
+
+
+def _keep_page(path: Path, page: str) -> None:
+    """Keep ``page`` at ``path`` whole, also when runs of other projects keep it
+    at the same time: each writes a file of its own, then renames it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(
+        "w", encoding="utf-8", dir=path.parent, suffix=".partial", delete=False
+    ) as partial:
+        partial.write(page)
+    try:
+        Path(partial.name).replace(path)
+    finally:
+        Path(partial.name).unlink(missing_ok=True)
+
+
+def _make_page(title: str) -> str:
+    """Bokeh's page of the empty figure, the run's data element in its head."""
+    from bokeh.document import Document
+    from bokeh.embed import file_html
+    from bokeh.events import DocumentReady
+    from bokeh.models import ColumnDataSource, CustomJS
+    from bokeh.resources import INLINE
+
+    source = ColumnDataSource(_timeline_columns([]))
+    plot = _timeline_figure(title)
+    _draw_nodes(plot, source)
+    document = Document()
+    document.add_root(plot)
+    document.js_on_event(
+        DocumentReady,
+        CustomJS(args={"plot": plot, "source": source}, code=_FILL_TIMELINE),
     )
-    thread.start()
-    return thread
+    page = file_html(document, INLINE, title)
+    head_end = page.index("</head>")
+    return f"{page[:head_end]}{_DATA_ELEMENT}\n{page[head_end:]}"
+
+
+def prepare_timeline(title: str = "Dask run") -> concurrent.futures.Future[str]:
+    """Have the timeline's page (``timeline_page``) in a background thread, while
+    the run goes on: read from the cache, or made, bokeh's import included."""
+    page: concurrent.futures.Future[str] = concurrent.futures.Future()
+
+    def make() -> None:
+        try:
+            page.set_result(timeline_page(title))
+        except BaseException as exc:  # noqa: BLE001 - handed to the writer
+            page.set_exception(exc)
+
+    threading.Thread(target=make, name="kedro-dask-timeline-page", daemon=True).start()
+    return page
 
 
 def write_timeline(
-    records: Sequence[NodeRun], path: str | Path, *, title: str = "Dask run"
+    records: Sequence[NodeRun],
+    path: str | Path,
+    *,
+    title: str = "Dask run",
+    page: str | None = None,
 ) -> Path:
     """Write the run as a timeline: one row per worker, a bar per node from its start
     to its end, failed nodes red and hatched, details on hover.
 
     The page is a single HTML file with bokeh's JavaScript inlined: it opens from
-    disk, offline, without a server.
+    disk, offline, without a server. ``page``: ``timeline_page(title)`` made
+    beforehand (``prepare_timeline``), else made now.
     """
-    from bokeh.embed import file_html
-    from bokeh.models import ColumnDataSource
-    from bokeh.resources import INLINE
-
     columns = _timeline_columns(records)
-    workers = sorted(set(columns["worker"]), reverse=True)
-    plot = _timeline_figure(workers, title)
-    _draw_nodes(plot, ColumnDataSource(columns))
-    return _write_text(Path(path), file_html(plot, INLINE, title))
+    run = {"workers": sorted(set(columns["worker"]), reverse=True), "columns": columns}
+    # Inside a script element, "<" only ever appears in strings, escaped: no
+    # node name or error can end the element.
+    data = json.dumps(run).replace("<", "\\u003c")
+    page = timeline_page(title) if page is None else page
+    element = _DATA_ELEMENT.replace(_DATA_MARK, data)
+    return _write_text(Path(path), page.replace(_DATA_ELEMENT, element, 1))

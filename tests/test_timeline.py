@@ -1,0 +1,70 @@
+"""The run record's timeline (``dask_runner.run_record``) as a person sees it: the
+page a real ``kedro run`` on the embedded cluster writes, opened from disk in a
+headless Chromium (Debian's ``chromium`` and ``chromium-driver``, which ``.ci/run``
+installs), shows a bar for every node of the record, on its worker's row."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from .conftest import DASK_RUNNER, headless_chromium, kedro_ok
+
+pytestmark = pytest.mark.slow
+
+BROWSER_TIMEOUT = 60  # seconds for bokeh to draw the page
+
+# What bokeh drew, read from the page's document: the rows (one per worker) and
+# the nodes of the data source the bars and labels are drawn from.
+_DRAWN = """
+const documents = window.Bokeh ? window.Bokeh.documents : [];
+if (!documents.length) return null;
+const plot = documents[0].roots()[0];
+const source = [...documents[0].all_models].find(m => m.data && m.data.node);
+if (!source) return null;
+return {rows: [...plot.y_range.factors], nodes: [...source.data.node],
+        workers: [...source.data.worker], height: plot.height};
+"""
+
+
+def test_the_timeline_page_draws_every_node_of_the_record(fresh_project, tmp_path):
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    record = fresh_project / "data" / "08_reporting" / "dask-run.json"
+    kedro_ok(
+        fresh_project,
+        "run",
+        "--runner",
+        DASK_RUNNER,
+        "--params",
+        f"dask_runner.run_record={record.relative_to(fresh_project)}",
+    )
+    nodes = json.loads(record.read_text())["nodes"]
+    page = record.with_suffix(".html")
+    with headless_chromium() as driver:
+        driver.get(page.as_uri())
+
+        def drawn(driver: Any) -> dict | None:
+            shown = driver.execute_script(_DRAWN)
+            return shown if shown and shown["nodes"] else None
+
+        try:
+            shown = WebDriverWait(driver, BROWSER_TIMEOUT).until(drawn)
+        except TimeoutException:
+            driver.save_screenshot(str(tmp_path / "timeline.png"))
+            pytest.fail(
+                f"{page} drew no node within {BROWSER_TIMEOUT} s "
+                f"(screenshot {tmp_path / 'timeline.png'})"
+            )
+        errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+    workers = sorted({node["worker"] for node in nodes}, reverse=True)
+    assert sorted(shown["nodes"]) == sorted(node["node"] for node in nodes)
+    assert shown["workers"] == [
+        node["worker"] for node in sorted(nodes, key=lambda n: n["start"])
+    ]
+    assert shown["rows"] == workers
+    assert shown["height"] > 60 * len(workers)
+    assert not errors, errors

@@ -648,8 +648,13 @@ def test_the_timeline_page_is_made_in_the_background(tmp_path):
 
 def test_the_timeline_page_is_kept_for_the_next_runs(tmp_path):
     """The page is the same for every run: the next runs read it from the user's
-    cache directory and never import bokeh; a page cut short there is made again."""
+    cache directory and never import bokeh; a page cut short there is made again,
+    and a page kept for another version of bokeh or of the runner goes."""
+    other_version = tmp_path / "kedro-dask" / "timeline-0123456789abcdef.html"
+    other_version.parent.mkdir()
+    other_version.write_text("<html></html>", encoding="utf-8")
     first = prepare_timeline_in_a_fresh_process(tmp_path)
+    assert not other_version.exists()
     (kept,) = (tmp_path / "kedro-dask").glob("timeline-*.html")
     second = prepare_timeline_in_a_fresh_process(tmp_path)
     assert (second["made"], second["bokeh"]) == ([], False)

@@ -953,7 +953,8 @@ def _read_page(path: Path) -> str | None:
 
 def _keep_page(path: Path, page: str) -> None:
     """Keep ``page`` at ``path`` whole, also when runs of other projects keep it
-    at the same time: each writes a file of its own, then renames it."""
+    at the same time (each writes a file of its own, then renames it), in place
+    of the pages kept for other versions."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(
         "w", encoding="utf-8", dir=path.parent, suffix=".partial", delete=False
@@ -963,6 +964,9 @@ def _keep_page(path: Path, page: str) -> None:
         Path(partial.name).replace(path)
     finally:
         Path(partial.name).unlink(missing_ok=True)
+    for other in path.parent.glob("timeline-*.html"):
+        if other != path:
+            other.unlink(missing_ok=True)
 
 
 def _make_page(title: str) -> str:

@@ -22,7 +22,8 @@ _DRAWN = """
 const documents = window.Bokeh ? window.Bokeh.documents : [];
 if (!documents.length) return null;
 const plot = documents[0].roots()[0];
-const source = [...documents[0].all_models].find(m => m.data && m.data.node);
+const bars = plot.renderers.find(r => r.data_source && r.data_source.data);
+const source = bars ? bars.data_source : null;
 if (!source) return null;
 return {rows: [...plot.y_range.factors], nodes: [...source.data.node],
         workers: [...source.data.worker], height: plot.height};

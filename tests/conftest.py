@@ -421,6 +421,25 @@ def headless_chromium() -> Iterator[Any]:
         driver.quit()
 
 
+BROWSER_TIMEOUT = 60  # seconds for a page to draw what a browser test waits for
+
+
+def wait_in_browser(driver: Any, drawn: Any, not_drawn: Any, screenshot: Path) -> Any:
+    """What ``drawn(driver)`` returns once it is true (a Selenium wait of
+    ``BROWSER_TIMEOUT`` seconds); else the test fails with ``not_drawn()``, what
+    the page shows, and a ``screenshot`` of it."""
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    try:
+        return WebDriverWait(driver, BROWSER_TIMEOUT).until(drawn)
+    except TimeoutException:
+        driver.save_screenshot(str(screenshot))
+        pytest.fail(
+            f"{not_drawn()} within {BROWSER_TIMEOUT} s (screenshot {screenshot})"
+        )
+
+
 def render_with_cookiecutter(output_dir: Path, **extra_context: str) -> Path:
     """Render the starter with the cookiecutter Python API."""
     return Path(

@@ -40,13 +40,13 @@ from .conftest import (
     kedro,
     kedro_ok,
     tail,
+    wait_in_browser,
 )
 
 pytestmark = pytest.mark.slow
 
 VIZ_HIGHEST_PORT = 49151  # kedro viz refuses ports above the registered range
 VIZ_START_TIMEOUT = 120  # seconds for ``kedro viz run`` to serve its API
-BROWSER_TIMEOUT = 60  # seconds for the Workflow view to draw the run
 FAILED_NODE = "generate_raw_sales_node"  # the example's first node
 BAD_PARAMS = "raw_data.start_date=notadate"  # makes FAILED_NODE raise
 BAD_PARAMS_ERROR = "notadate"  # in the message of what FAILED_NODE raises
@@ -283,9 +283,6 @@ def task_nodes_shown(driver: Any) -> dict[str, dict[str, str]]:
 def test_the_workflow_view_shows_the_nodes_succeeded(
     sequential_viz, sequential_workflow, node_names, tmp_path
 ):
-    from selenium.common.exceptions import TimeoutException
-    from selenium.webdriver.support.ui import WebDriverWait
-
     ids = {name: sequential_workflow.ids[name] for name in node_names}
     expected = {ident: "success" for ident in ids.values()}
     with headless_chromium() as driver:
@@ -296,14 +293,14 @@ def test_the_workflow_view_shows_the_nodes_succeeded(
             statuses = {i: shown[i]["status"] for i in expected if i in shown}
             return shown if statuses == expected else None
 
-        try:
-            shown = WebDriverWait(driver, BROWSER_TIMEOUT).until(drawn)
-        except TimeoutException:
-            driver.save_screenshot(str(tmp_path / "workflow.png"))
-            pytest.fail(
-                f"the Workflow view did not show {sorted(ids)} as succeeded within "
-                f"{BROWSER_TIMEOUT} s: it shows {task_nodes_shown(driver)} "
-                f"(screenshot {tmp_path / 'workflow.png'})"
-            )
+        shown = wait_in_browser(
+            driver,
+            drawn,
+            lambda: (
+                f"the Workflow view did not show {sorted(ids)} as succeeded "
+                f"(it shows {task_nodes_shown(driver)})"
+            ),
+            tmp_path / "workflow.png",
+        )
     for name, ident in ids.items():
         assert name.rsplit(".", 1)[-1] in shown[ident]["label"], (name, shown[ident])

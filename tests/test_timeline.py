@@ -10,11 +10,9 @@ from typing import Any
 
 import pytest
 
-from .conftest import DASK_RUNNER, headless_chromium, kedro_ok
+from .conftest import DASK_RUNNER, headless_chromium, kedro_ok, wait_in_browser
 
 pytestmark = pytest.mark.slow
-
-BROWSER_TIMEOUT = 60  # seconds for bokeh to draw the page
 
 # What bokeh drew, read from the page's document: the rows (one per worker) and
 # the nodes of the data source the bars and labels are drawn from.
@@ -31,9 +29,6 @@ return {rows: [...plot.y_range.factors], nodes: [...source.data.node],
 
 
 def test_the_timeline_page_draws_every_node_of_the_record(fresh_project, tmp_path):
-    from selenium.common.exceptions import TimeoutException
-    from selenium.webdriver.support.ui import WebDriverWait
-
     record = fresh_project / "data" / "08_reporting" / "dask-run.json"
     kedro_ok(
         fresh_project,
@@ -52,14 +47,9 @@ def test_the_timeline_page_draws_every_node_of_the_record(fresh_project, tmp_pat
             shown = driver.execute_script(_DRAWN)
             return shown if shown and shown["nodes"] else None
 
-        try:
-            shown = WebDriverWait(driver, BROWSER_TIMEOUT).until(drawn)
-        except TimeoutException:
-            driver.save_screenshot(str(tmp_path / "timeline.png"))
-            pytest.fail(
-                f"{page} drew no node within {BROWSER_TIMEOUT} s "
-                f"(screenshot {tmp_path / 'timeline.png'})"
-            )
+        shown = wait_in_browser(
+            driver, drawn, lambda: f"{page} drew no node", tmp_path / "timeline.png"
+        )
         errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
     workers = sorted({node["worker"] for node in nodes}, reverse=True)
     assert sorted(shown["nodes"]) == sorted(node["node"] for node in nodes)

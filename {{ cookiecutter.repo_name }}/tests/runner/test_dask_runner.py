@@ -3,6 +3,7 @@ Kedro's ``SequentialRunner`` on the same pipelines and data."""
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -278,6 +279,45 @@ def test_free_outputs_come_back_to_the_driver(tmp_path, client_args):
     assert catalog.load("pid") != os.getpid()
     # A declared free output of a node with several outputs, too.
     assert result["metrics"].load() == {"groups": 3, "total": 210}
+
+
+def test_what_existed_before_a_run_is_frozen_while_it_runs(tmp_path, client_args):
+    """The objects that existed before the run are left out of garbage collection
+    while it runs (``gc.freeze``), and collectable again after it: the lines the
+    runner logs while it follows the run see them frozen, Kedro's last one not."""
+    freeze_counts = []
+
+    class FreezeCount(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            freeze_counts.append((record.getMessage(), gc.get_freeze_count()))
+
+    runner_logger = logging.getLogger(DaskRunner.__module__)
+    level = runner_logger.level
+    handler = FreezeCount()
+    runner_logger.addHandler(handler)
+    runner_logger.setLevel(logging.INFO)
+    try:
+        DaskRunner(client_args=client_args).run(fan_pipeline(), fan_catalog(tmp_path))
+    finally:
+        runner_logger.removeHandler(handler)
+        runner_logger.setLevel(level)
+
+    *during, (last, after) = freeze_counts
+    assert [line for line, _ in during if line.startswith("Completed node")]
+    assert all(count > 0 for _, count in during), during
+    assert last.startswith("Pipeline execution completed"), last
+    assert after == gc.get_freeze_count() == 0
+
+
+def test_objects_someone_else_froze_stay_frozen(tmp_path, client_args):
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        DaskRunner(client_args=client_args).run(fan_pipeline(), fan_catalog(tmp_path))
+        # Some frozen objects are freed meanwhile; unfrozen, none would be left.
+        assert gc.get_freeze_count() > frozen // 2, (frozen, gc.get_freeze_count())
+    finally:
+        gc.unfreeze()
 
 
 def test_async_mode_gives_the_same_results(tmp_path, client_args):

@@ -80,7 +80,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import threading
 import time
 import traceback
@@ -729,9 +728,16 @@ def write_viz_events(
 def _write_text(path: Path, text: str) -> Path:
     """Write a file whole: readers never see half of it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(text, encoding="utf-8")
-    partial.replace(path)
+    # A name of its own per process and thread: two writers of the same file
+    # (runs of two projects keeping the same timeline page) never share one.
+    partial = path.with_name(
+        f".{path.name}.{os.getpid()}-{threading.get_ident()}.partial"
+    )
+    try:
+        partial.write_text(text, encoding="utf-8")
+        partial.replace(path)
+    finally:
+        partial.unlink(missing_ok=True)
     return path
 
 
@@ -952,18 +958,9 @@ def _read_page(path: Path) -> str | None:
 
 
 def _keep_page(path: Path, page: str) -> None:
-    """Keep ``page`` at ``path`` whole, also when runs of other projects keep it
-    at the same time (each writes a file of its own, then renames it), in place
-    of the pages kept for other versions."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(
-        "w", encoding="utf-8", dir=path.parent, suffix=".partial", delete=False
-    ) as partial:
-        partial.write(page)
-    try:
-        Path(partial.name).replace(path)
-    finally:
-        Path(partial.name).unlink(missing_ok=True)
+    """Keep ``page`` at ``path`` whole (``_write_text``), in place of the pages
+    kept for other versions."""
+    _write_text(path, page)
     for other in path.parent.glob("timeline-*.html"):
         if other != path:
             other.unlink(missing_ok=True)

@@ -579,11 +579,8 @@ def test_the_run_record_has_every_node_its_worker_and_times(project, tmp_path):
         assert {"retries", "moved_bytes", "run_time", "status"} <= set(entry)
     assert data["nodes"][-1]["traceback"]
     assert run_record.read_run_record(path) == records
-    # Indented, each node on a line of its own.
-    lines = path.read_text().splitlines()
-    assert lines[1] == '  "format": "kedro-dask-run-record",'
-    for entry in data["nodes"]:
-        assert sum(f'"node": "{entry["node"]}"' in line for line in lines) == 1
+    # Indented, as json.dumps(indent=2) would.
+    assert path.read_text() == json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
 
 def test_a_run_record_of_no_node_is_valid_json(tmp_path):
@@ -612,7 +609,8 @@ run_record._make_page = _make_page
 assert "bokeh" not in sys.modules
 page = run_record.prepare_timeline().result(60)
 made = [{"main": t is threading.main_thread(), "daemon": t.daemon} for t in made_in]
-print(json.dumps({"made": made, "bokeh": "bokeh" in sys.modules, "page": page}))
+shown = {"made": made, "bokeh": "bokeh" in sys.modules, "page": page.decode()}
+print(json.dumps(shown))
 """
 
 
@@ -678,10 +676,29 @@ def test_the_timeline_is_a_page_that_needs_no_server(project, tmp_path):
     tags = re.findall(r"<(?:script|link|img|iframe)\b[^>]*>", html, re.IGNORECASE)
     assert tags, "bokeh's code is inlined in script tags"
     assert not [tag for tag in tags if re.search(r"\b(src|href)=", tag)]
-    for record in [*records, ok]:
-        assert record.node in html
-        assert record.worker in html
-    assert "#d62728" in html  # the failed node's colour
+    assert timeline_data(html) == json.loads(run_record.run_record_json(records + [ok]))
+
+
+def timeline_data(html: str) -> Any:
+    """The run record a timeline's page holds, read back."""
+    element = re.search(
+        r'<script type="application/json" id="kedro-dask-timeline-data">(.*?)'
+        r"</script>",
+        html,
+        re.DOTALL,
+    )
+    assert element, "the page holds the run's data"
+    return json.loads(element.group(1))
+
+
+def test_the_timeline_holds_the_run_record_it_is_given(tmp_path):
+    """The run's end makes the run record's JSON once, for both files."""
+    record = NodeRun("a", worker=WORKERS[0], start=1.0, end=2.0)
+    record_json = run_record.run_record_json([record], run_id="r7", start=0.5)
+    path = run_record.write_timeline(
+        [record], tmp_path / "timeline.html", record_json=record_json
+    )
+    assert timeline_data(path.read_text()) == json.loads(record_json)
 
 
 def test_no_node_name_or_error_ends_the_timeline_data(tmp_path):
@@ -696,14 +713,6 @@ def test_no_node_name_or_error_ends_the_timeline_data(tmp_path):
         error="<!-- boom",
     )
     html = run_record.write_timeline([odd], tmp_path / "timeline.html").read_text()
-    element = re.search(
-        r'<script type="application/json" id="kedro-dask-timeline-data">(.*?)'
-        r"</script>",
-        html,
-        re.DOTALL,
-    )
-    assert element, "the page holds the run's data"
-    data = json.loads(element.group(1))
+    data = timeline_data(html)
     assert data["workers"] == [WORKERS[0]]
-    assert data["columns"]["node"] == [odd.node]
-    assert data["columns"]["error"] == [odd.error]
+    assert [(n["node"], n["error"]) for n in data["nodes"]] == [(odd.node, odd.error)]

@@ -42,9 +42,10 @@ from .run_record import (
     moved_input_bytes,
     node_runs,
     prepare_timeline,
+    run_record_json,
     viz_events_path,
     viz_events_wanted,
-    write_run_record,
+    write_file,
     write_timeline,
     write_viz_events,
 )
@@ -225,10 +226,11 @@ class RunRecorder:
             )
         if self._record_path:
             path = Path(self._record_path)
-            write_run_record(records, path, start=self._start, end=end, error=error)
+            record = run_record_json(records, start=self._start, end=end, error=error)
+            write_file(path, record)
             timeline = path.with_suffix(".html")
             page = self._timeline_page.result() if self._timeline_page else None
-            write_timeline(records, timeline, page=page)
+            write_timeline(records, timeline, page=page, record_json=record)
             self._written.append(
                 (logging.INFO, f"Run record: {path}, timeline: {timeline}")
             )

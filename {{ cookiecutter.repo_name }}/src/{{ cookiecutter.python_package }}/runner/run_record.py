@@ -77,7 +77,6 @@ import concurrent.futures
 import contextlib
 import functools
 import hashlib
-import json
 import logging
 import os
 import threading
@@ -89,6 +88,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 from kedro.framework.hooks import hook_impl
 
 VIZ_EVENTS_FILE = Path(".viz") / "kedro_pipeline_events.json"
@@ -126,7 +126,7 @@ def dataset_id(name: str) -> str:
 # ----------------------------------------------------------------- records --- #
 
 
-@dataclass(frozen=True)
+@dataclass
 class DatasetEvent:
     """A dataset a node loaded or saved.
 
@@ -142,9 +142,13 @@ class DatasetEvent:
     size: int | None = None
 
 
-@dataclass(frozen=True)
+@dataclass
 class NodeRun:
     """One node's run, as measured on the worker that ran it.
+
+    Records are plain dataclasses, not frozen ones: the driver makes one for
+    every node of a run, and a frozen dataclass's ``__init__`` took half again
+    as long (``object.__setattr__`` for each field).
 
     Args:
         node: The node's name.
@@ -178,30 +182,24 @@ class NodeRun:
     failed_operation: str = ""
     moved_bytes: int = 0
     datasets: tuple[DatasetEvent, ...] = field(default=())
+    duration: float = field(init=False)
+    """Seconds from start to end on the worker, loading and saving included."""
 
-    @property
-    def duration(self) -> float:
-        """Seconds from start to end on the worker, loading and saving included."""
-        return max(self.end - self.start, 0.0)
+    def __post_init__(self) -> None:
+        # A field, not a property: the run record holds it, and orjson writes a
+        # dataclass's fields in C (``run_record_json``).
+        self.duration = max(self.end - self.start, 0.0)
 
     @property
     def failed(self) -> bool:
         return self.status == FAILED
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain data (JSON, Dask messages); ``from_dict`` reads it back."""
-        data = {name: getattr(self, name) for name in _field_names(type(self))}
-        data["datasets"] = [
-            {"dataset": d.dataset, "operation": d.operation, "size": d.size}
-            for d in self.datasets
-        ]
-        return data
-
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], **changes: Any) -> NodeRun:
-        """A record from ``to_dict`` or ``NodeMeasure.message()`` data.
+        """A record from a run record's node or ``NodeMeasure.message()`` data.
 
-        Keys it does not know are ignored, so messages may carry more.
+        Keys it does not know, and ``duration`` (worked out), are ignored, so
+        messages may carry more.
         """
         known = _field_names(cls)
         values = {key: value for key, value in data.items() if key in known}
@@ -214,9 +212,9 @@ class NodeRun:
 
 
 @functools.cache
-def _field_names(cls: type) -> tuple[str, ...]:
-    """A dataclass's field names, in order (``fields`` is slow for every record)."""
-    return tuple(f.name for f in fields(cls))
+def _field_names(cls: type) -> frozenset[str]:
+    """A dataclass's ``__init__`` arguments (``fields`` is slow for every record)."""
+    return frozenset(f.name for f in fields(cls) if f.init)
 
 
 # ------------------------------------------------------------- worker side --- #
@@ -720,13 +718,12 @@ def write_viz_events(
     if not viz_events_wanted(run_params):
         return None
     events = viz_events(records, pipeline, start=start, end=end, error=error)
-    # No indent: only Kedro-Viz reads it, and json's C encoder takes no indent
-    # (with one, the file of a 500-node run took ~60 ms instead of ~6 ms).
-    return _write_text(Path(path), json.dumps(events))
+    # No indent: only Kedro-Viz reads it.
+    return write_file(Path(path), orjson.dumps(events))
 
 
-def _write_text(path: Path, text: str) -> Path:
-    """Write a file whole: readers never see half of it."""
+def write_file(path: Path, *parts: bytes | memoryview) -> Path:
+    """Write a file whole, from ``parts`` in order: readers never see half of it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     # A name of its own per process and thread: two writers of the same file
     # (runs of two projects keeping the same timeline page) never share one.
@@ -734,7 +731,8 @@ def _write_text(path: Path, text: str) -> Path:
         f".{path.name}.{os.getpid()}-{threading.get_ident()}.partial"
     )
     try:
-        partial.write_text(text, encoding="utf-8")
+        with partial.open("wb") as file:
+            file.writelines(parts)
         partial.replace(path)
     finally:
         partial.unlink(missing_ok=True)
@@ -749,7 +747,8 @@ def run_record(
     end: float | datetime | None = None,
     error: BaseException | str | None = None,
 ) -> dict[str, Any]:
-    """The run record as plain data (what ``write_run_record`` writes)."""
+    """The run record as plain data: what ``run_record_json`` writes, its nodes
+    still ``NodeRun`` s, in the order they started."""
     message, _ = _error_text(error)
     failed = bool(message) or any(r.failed for r in records)
     return {
@@ -761,11 +760,25 @@ def run_record(
         "status": FAILED if failed else SUCCESS,
         "error": message,
         "workers": sorted({r.worker for r in records}),
-        "nodes": [
-            {**record.to_dict(), "duration": record.duration}
-            for record in sorted(records, key=lambda r: r.start)
-        ],
+        "nodes": sorted(records, key=lambda r: r.start),
     }
+
+
+def run_record_json(
+    records: Sequence[NodeRun],
+    *,
+    run_id: str | None = None,
+    start: float | datetime | None = None,
+    end: float | datetime | None = None,
+    error: BaseException | str | None = None,
+) -> bytes:
+    """The JSON run record (``run_record``), indented.
+
+    Written by orjson from the records' fields, in C, in one call: the run's end
+    writes it while the user waits, and Python's json encoder took ~10 µs a node.
+    """
+    data = run_record(records, run_id=run_id, start=start, end=end, error=error)
+    return orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
 
 
 def write_run_record(
@@ -777,28 +790,17 @@ def write_run_record(
     end: float | datetime | None = None,
     error: BaseException | str | None = None,
 ) -> Path:
-    """Write the JSON run record: for each node its worker, start and end (seconds
-    since the epoch, worker's clock), duration, run time, retries, moved bytes,
-    status, error and datasets. ``read_run_record`` reads it back."""
-    data = run_record(records, run_id=run_id, start=start, end=end, error=error)
-    return _write_text(Path(path), _one_node_a_line(data))
-
-
-def _one_node_a_line(data: Mapping[str, Any]) -> str:
-    """The record as indented JSON with each node on a line of its own.
-
-    As readable as ``indent=2`` for a run of many nodes, and written by json's C
-    encoder, which takes no indent: the pure-Python one cost the driver ~0.1 ms a
-    node.
-    """
-    head = json.dumps({k: v for k, v in data.items() if k != "nodes"}, indent=2)
-    nodes = ",\n    ".join(json.dumps(node) for node in data["nodes"])
-    return f'{head[:-2]},\n  "nodes": [\n    {nodes}\n  ]\n}}\n'
+    """Write the JSON run record (``run_record_json``): for each node its worker,
+    start and end (seconds since the epoch, worker's clock), duration, run time,
+    retries, moved bytes, status, error and datasets. ``read_run_record`` reads
+    it back."""
+    record = run_record_json(records, run_id=run_id, start=start, end=end, error=error)
+    return write_file(Path(path), record)
 
 
 def read_run_record(path: str | Path) -> list[NodeRun]:
     """The node records of a file ``write_run_record`` wrote."""
-    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    data = orjson.loads(Path(path).read_bytes())
     if data.get("format") != RUN_RECORD_FORMAT:
         raise ValueError(f"{path} is not a run record of a Dask run.")
     return [NodeRun.from_dict(node) for node in data["nodes"]]
@@ -814,40 +816,14 @@ _TIMELINE_TOOLTIPS = [
     ("inputs moved (bytes)", "@moved"),
     ("error", "@error"),
 ]
-"""What hovering over a node's bar shows: a column of ``_timeline_columns`` each."""
+"""What hovering over a node's bar shows: a column of ``_TIMELINE_COLUMNS`` each."""
 
-
-def _bar_columns(ordered: Sequence[NodeRun]) -> dict[str, list[Any]]:
-    """Where each node's bar goes and how it looks: failed ones red and hatched."""
-    origin = min((r.start for r in ordered), default=0.0)
-    return {
-        "node": [r.node for r in ordered],
-        "worker": [r.worker or "?" for r in ordered],
-        "left": [r.start - origin for r in ordered],
-        "right": [r.start - origin + max(r.duration, 1e-6) for r in ordered],
-        "color": ["#d62728" if r.failed else "#1f77b4" for r in ordered],
-        "hatch": ["x" if r.failed else " " for r in ordered],
-    }
-
-
-def _detail_columns(ordered: Sequence[NodeRun]) -> dict[str, list[Any]]:
-    """What the tooltip of each node's bar tells, as text and numbers."""
-    return {
-        "duration": [f"{r.duration:.3f} s" for r in ordered],
-        "run_time": [
-            "" if r.run_time is None else f"{r.run_time:.3f} s" for r in ordered
-        ],
-        "status": [r.status for r in ordered],
-        "retries": [r.retries for r in ordered],
-        "moved": [r.moved_bytes for r in ordered],
-        "error": [r.error.splitlines()[0] if r.error else "" for r in ordered],
-    }
-
-
-def _timeline_columns(records: Sequence[NodeRun]) -> dict[str, list[Any]]:
-    """The timeline's data, one row per node, in the order the nodes started."""
-    ordered = sorted(records, key=lambda r: r.start)
-    return {**_bar_columns(ordered), **_detail_columns(ordered)}
+_TIMELINE_COLUMNS = (
+    *("node", "worker", "left", "right", "color", "hatch"),  # the bar
+    *("duration", "run_time", "status", "retries", "moved", "error"),  # its tooltip
+)
+"""The timeline's data source: a row per node, worked out from the run record
+when the page opens (``_FILL_TIMELINE``)."""
 
 
 # A timeline's height in pixels: title and axis, and each worker's row.
@@ -898,31 +874,50 @@ def _draw_nodes(plot: Any, source: Any) -> None:
 
 
 _DATA_ID = "kedro-dask-timeline-data"
-"""The id of the page's element that holds the run's data, as JSON."""
-_DATA_MARK = "KEDRO_DASK_TIMELINE_DATA"
-"""Stands for the run's data in the page ``timeline_page`` makes."""
-_DATA_ELEMENT = f'<script type="application/json" id="{_DATA_ID}">{_DATA_MARK}</script>'
+"""The id of the page's element that holds the run record."""
+_DATA_MARK = b"KEDRO_DASK_TIMELINE_DATA"
+"""Stands for the run record in the page ``timeline_page`` makes."""
+_DATA_ELEMENT = f'<script type="application/json" id="{_DATA_ID}">'.encode()
 
-# Runs in the page once bokeh has drawn the empty figure: the run's data, from
-# the page's own JSON element, into the figure (names: ``timeline_page``'s args).
+# Runs in the page once bokeh has drawn the empty figure: the run record, from
+# the page's own JSON element, into the figure (names: ``_make_page``'s args).
+# Nodes in the order they started, a row per worker, failed ones red and hatched.
 _FILL_TIMELINE = f"""
-const run = JSON.parse(document.getElementById("{_DATA_ID}").textContent);
-plot.y_range.factors = run.workers;
-plot.height = {_BASE_HEIGHT} + {_ROW_HEIGHT} * run.workers.length;
-source.data = run.columns;
+const nodes = JSON.parse(document.getElementById("{_DATA_ID}").textContent).nodes;
+const origin = nodes.reduce((first, n) => Math.min(first, n.start), Infinity);
+const failed = nodes.map(n => n.status === "{FAILED}");
+const seconds = s => s === null || s === undefined ? "" : `${{s.toFixed(3)}} s`;
+const data = {{
+  node: nodes.map(n => n.node),
+  worker: nodes.map(n => n.worker || "?"),
+  left: nodes.map(n => n.start - origin),
+  right: nodes.map(n => n.start - origin + Math.max(n.duration, 1e-6)),
+  color: failed.map(f => f ? "#d62728" : "#1f77b4"),
+  hatch: failed.map(f => f ? "x" : " "),
+  duration: nodes.map(n => seconds(n.duration)),
+  run_time: nodes.map(n => seconds(n.run_time)),
+  status: nodes.map(n => n.status),
+  retries: nodes.map(n => n.retries),
+  moved: nodes.map(n => n.moved_bytes),
+  error: nodes.map(n => (n.error || "").split(/\r\n|\r|\n/)[0]),
+}};
+const workers = [...new Set(data.worker)].sort().reverse();
+plot.y_range.factors = workers;
+plot.height = {_BASE_HEIGHT} + {_ROW_HEIGHT} * workers.length;
+source.data = data;
 """
 
 
-def timeline_page(title: str = "Dask run") -> str:
-    """The timeline's page without a run's data (``write_timeline`` adds it).
+def timeline_page(title: str = "Dask run") -> bytes:
+    """The timeline's page without a run record (``write_timeline`` adds one).
 
     Bokeh lays out and serialises a figure in tens of milliseconds whatever it
     shows, after a second of importing, and the data is only known once the run
     has ended. So the page holds bokeh's code, the figure with an empty data
-    source, and a callback that fills the source from a JSON element of the page
-    when it opens: the same for every run. It is made once for a version of
-    bokeh and of this module, and kept in the user's cache directory
-    (``_cached_page``); the run's end only writes the element.
+    source, and a callback that fills the source from the run record, a JSON
+    element of the page, when it opens: the same for every run. It is made once
+    for a version of bokeh and of this module, and kept in the user's cache
+    directory (``_cached_page``); the run's end only writes the element.
     """
     try:
         cached = _cached_page(title)
@@ -947,34 +942,34 @@ def _cached_page(title: str) -> Path:
     return Path(cache) / "kedro-dask" / name
 
 
-def _read_page(path: Path) -> str | None:
+def _read_page(path: Path) -> bytes | None:
     """A kept page, or ``None`` (none kept, unreadable or not a page)."""
     try:
-        page = path.read_text(encoding="utf-8")
-    except (OSError, ValueError):
+        page = path.read_bytes()
+    except OSError:
         return None
-    whole = _DATA_ELEMENT in page and page.rstrip().endswith("</html>")
+    whole = _DATA_ELEMENT + _DATA_MARK in page and page.rstrip().endswith(b"</html>")
     return page if whole else None
 
 
-def _keep_page(path: Path, page: str) -> None:
-    """Keep ``page`` at ``path`` whole (``_write_text``), in place of the pages
+def _keep_page(path: Path, page: bytes) -> None:
+    """Keep ``page`` at ``path`` whole (``write_file``), in place of the pages
     kept for other versions."""
-    _write_text(path, page)
+    write_file(path, page)
     for other in path.parent.glob("timeline-*.html"):
         if other != path:
             other.unlink(missing_ok=True)
 
 
-def _make_page(title: str) -> str:
-    """Bokeh's page of the empty figure, the run's data element in its head."""
+def _make_page(title: str) -> bytes:
+    """Bokeh's page of the empty figure, the run record's element in its head."""
     from bokeh.document import Document
     from bokeh.embed import file_html
     from bokeh.events import DocumentReady
     from bokeh.models import ColumnDataSource, CustomJS
     from bokeh.resources import INLINE
 
-    source = ColumnDataSource(_timeline_columns([]))
+    source = ColumnDataSource({column: [] for column in _TIMELINE_COLUMNS})
     plot = _timeline_figure(title)
     _draw_nodes(plot, source)
     document = Document()
@@ -983,15 +978,16 @@ def _make_page(title: str) -> str:
         DocumentReady,
         CustomJS(args={"plot": plot, "source": source}, code=_FILL_TIMELINE),
     )
-    page = file_html(document, INLINE, title)
-    head_end = page.index("</head>")
-    return f"{page[:head_end]}{_DATA_ELEMENT}\n{page[head_end:]}"
+    page = file_html(document, INLINE, title).encode()
+    head_end = page.index(b"</head>")
+    element = _DATA_ELEMENT + _DATA_MARK + b"</script>\n"
+    return page[:head_end] + element + page[head_end:]
 
 
-def prepare_timeline(title: str = "Dask run") -> concurrent.futures.Future[str]:
+def prepare_timeline(title: str = "Dask run") -> concurrent.futures.Future[bytes]:
     """Have the timeline's page (``timeline_page``) in a background thread, while
     the run goes on: read from the cache, or made, bokeh's import included."""
-    page: concurrent.futures.Future[str] = concurrent.futures.Future()
+    page: concurrent.futures.Future[bytes] = concurrent.futures.Future()
 
     def make() -> None:
         try:
@@ -1008,20 +1004,24 @@ def write_timeline(
     path: str | Path,
     *,
     title: str = "Dask run",
-    page: str | None = None,
+    page: bytes | None = None,
+    record_json: bytes | None = None,
 ) -> Path:
     """Write the run as a timeline: one row per worker, a bar per node from its start
     to its end, failed nodes red and hatched, details on hover.
 
     The page is a single HTML file with bokeh's JavaScript inlined: it opens from
-    disk, offline, without a server. ``page``: ``timeline_page(title)`` made
+    disk, offline, without a server. It holds the run record, from which it draws
+    the bars when it opens: ``record_json``, ``run_record_json(records)`` when the
+    caller has made it already. ``page``: ``timeline_page(title)`` made
     beforehand (``prepare_timeline``), else made now.
     """
-    columns = _timeline_columns(records)
-    run = {"workers": sorted(set(columns["worker"]), reverse=True), "columns": columns}
-    # Inside a script element, "<" only ever appears in strings, escaped: no
-    # node name or error can end the element.
-    data = json.dumps(run).replace("<", "\\u003c")
+    if record_json is None:
+        record_json = run_record_json(records)
+    # Inside a script element, "<" only ever appears in JSON strings, escaped:
+    # no node name or error can end the element.
+    data = record_json.replace(b"<", b"\\u003c")
     page = timeline_page(title) if page is None else page
-    element = _DATA_ELEMENT.replace(_DATA_MARK, data)
-    return _write_text(Path(path), page.replace(_DATA_ELEMENT, element, 1))
+    at = page.index(_DATA_ELEMENT + _DATA_MARK) + len(_DATA_ELEMENT)
+    whole = memoryview(page)
+    return write_file(Path(path), whole[:at], data, whole[at + len(_DATA_MARK) :])

@@ -6,6 +6,8 @@ installs), shows a bar for every node of the record, on its worker's row."""
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,9 +25,30 @@ const plot = documents[0].roots()[0];
 const bars = plot.renderers.find(r => r.data_source && r.data_source.data);
 const source = bars ? bars.data_source : null;
 if (!source) return null;
-return {rows: [...plot.y_range.factors], nodes: [...source.data.node],
-        workers: [...source.data.worker], height: plot.height};
+const data = source.data;
+return {rows: [...plot.y_range.factors], nodes: [...data.node],
+        workers: [...data.worker], colors: [...data.color], errors: [...data.error],
+        height: plot.height};
 """
+_DATA = re.compile(
+    r'(<script type="application/json" id="kedro-dask-timeline-data">)(.*?)'
+    r"(</script>)",
+    re.DOTALL,
+)
+
+
+def shown_in_browser(driver: Any, page: Path, screenshot: Path) -> dict[str, Any]:
+    """What the timeline ``page`` drew once open, failing on a browser error."""
+    driver.get(page.as_uri())
+
+    def drawn(driver: Any) -> dict | None:
+        shown = driver.execute_script(_DRAWN)
+        return shown if shown and shown["nodes"] else None
+
+    shown = wait_in_browser(driver, drawn, lambda: f"{page} drew no node", screenshot)
+    errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+    assert not errors, errors
+    return shown
 
 
 def test_the_timeline_page_draws_every_node_of_the_record(fresh_project, tmp_path):
@@ -40,22 +63,28 @@ def test_the_timeline_page_draws_every_node_of_the_record(fresh_project, tmp_pat
     )
     nodes = json.loads(record.read_text())["nodes"]
     page = record.with_suffix(".html")
+    # The same page with the record's first node failed: the bars come from the
+    # record the page holds, worked out when it opens.
+    html = page.read_text(encoding="utf-8")
+    data = json.loads(_DATA.search(html).group(2))
+    data["nodes"][0].update(status="failed", error="boom\nsecond line")
+    failed_page = tmp_path / "failed.html"
+    failed_page.write_text(
+        _DATA.sub(lambda m: m[1] + json.dumps(data) + m[3], html, count=1),
+        encoding="utf-8",
+    )
     with headless_chromium() as driver:
-        driver.get(page.as_uri())
-
-        def drawn(driver: Any) -> dict | None:
-            shown = driver.execute_script(_DRAWN)
-            return shown if shown and shown["nodes"] else None
-
-        shown = wait_in_browser(
-            driver, drawn, lambda: f"{page} drew no node", tmp_path / "timeline.png"
-        )
-        errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+        shown = shown_in_browser(driver, page, tmp_path / "timeline.png")
+        failed = shown_in_browser(driver, failed_page, tmp_path / "failed.png")
     workers = sorted({node["worker"] for node in nodes}, reverse=True)
-    assert sorted(shown["nodes"]) == sorted(node["node"] for node in nodes)
-    assert shown["workers"] == [
-        node["worker"] for node in sorted(nodes, key=lambda n: n["start"])
-    ]
+    ordered = sorted(nodes, key=lambda n: n["start"])
+    assert shown["nodes"] == [node["node"] for node in ordered]
+    assert shown["workers"] == [node["worker"] for node in ordered]
     assert shown["rows"] == workers
     assert shown["height"] > 60 * len(workers)
-    assert not errors, errors
+    assert set(shown["colors"]) == {"#1f77b4"}
+    assert shown["errors"] == [""] * len(nodes)
+    first = failed["nodes"].index(data["nodes"][0]["node"])
+    assert failed["colors"][first] == "#d62728"
+    assert failed["errors"][first] == "boom"
+    assert failed["colors"].count("#1f77b4") == len(nodes) - 1

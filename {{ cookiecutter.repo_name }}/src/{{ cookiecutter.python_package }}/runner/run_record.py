@@ -899,7 +899,7 @@ const data = {{
   status: nodes.map(n => n.status),
   retries: nodes.map(n => n.retries),
   moved: nodes.map(n => n.moved_bytes),
-  error: nodes.map(n => (n.error || "").split(/\r\n|\r|\n/)[0]),
+  error: nodes.map(n => (n.error || "").split(/\\r\\n|\\r|\\n/)[0]),
 }};
 const workers = [...new Set(data.worker)].sort().reverse();
 plot.y_range.factors = workers;

@@ -83,7 +83,7 @@ def _stub_worker(on: bool) -> None:
 
     real = worker.__dict__.setdefault("_bench_real_measured", worker.measured)
     worker.measured = (
-        (lambda *args, **kwargs: contextlib.nullcontext({})) if on else real
+        (lambda *args, **kwargs: contextlib.nullcontext(None)) if on else real
     )
 
 

@@ -152,6 +152,42 @@ def test_run_record_and_timeline_on_request(project, client_args, worker_address
     assert "double_node" in page and "<script src=" not in page
 
 
+def fails_the_first_time(df: pd.DataFrame, marker: str) -> int:
+    """Fails on its first run (``marker`` does not exist yet), then succeeds."""
+    if not Path(marker).exists():
+        Path(marker).touch()
+        raise RuntimeError("failing once on purpose")
+    return total(df)
+
+
+def test_a_retried_node_counts_its_retries(project, client_args):
+    """Dask reruns a node with ``retries``; the record keeps its last run and
+    counts the runs before it."""
+    record = project / "reports" / "run.json"
+    pipeline = Pipeline(
+        [
+            node(double, "raw", "doubled", name="double_node"),
+            node(
+                fails_the_first_time,
+                ["doubled", "params:marker"],
+                "result",
+                name="flaky",
+            ),
+        ]
+    )
+    catalog = _catalog(project)
+    catalog["params:marker"] = MemoryDataset(str(project / "failed-once"))
+    options = [{"nodes": ["flaky"], "retries": 2}]
+
+    DaskRunner(
+        client_args=client_args, run_record=str(record), node_options=options
+    ).run(pipeline, catalog, _hooks())
+
+    runs = {n.node: (n.status, n.retries) for n in read_run_record(record)}
+    assert runs == {"double_node": ("success", 0), "flaky": ("success", 1)}
+    assert set(_run_status(project).values()) == {"success"}
+
+
 def test_kedro_viz_hooks_stay_on_the_driver():
     from kedro_viz.integrations.kedro.run_hooks import pipeline_run_hook
 

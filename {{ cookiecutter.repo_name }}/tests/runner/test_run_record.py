@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import msgpack
 import pandas as pd
 import pytest
 from kedro.framework.hooks.manager import _create_hook_manager
@@ -31,7 +32,11 @@ from kedro.runner.task import Task
 from kedro_datasets.pandas import CSVDataset
 
 from {{ cookiecutter.python_package }}.runner import run_record
-from {{ cookiecutter.python_package }}.runner.run_record import NodeRun, RunMeter
+from {{ cookiecutter.python_package }}.runner.run_record import (
+    NodeMessage,
+    NodeRun,
+    RunMeter,
+)
 
 WORKERS = ("tcp://10.0.0.1:40001", "tcp://10.0.0.2:40002")
 SEQUENTIAL = "<kedro.runner.sequential_runner.SequentialRunner object at 0x7f0>"
@@ -162,7 +167,8 @@ def run_as_dask_workers(
                 ).execute()
         except Exception as exc:  # noqa: BLE001 - the driver re-raises it
             error = exc
-        messages.append(json.loads(json.dumps(measure.message())))
+        message = json.loads(json.dumps(measure.message()))
+        messages.append(NodeMessage._make(message))
         if error is not None:
             break
     return run_record.node_runs(messages), error
@@ -417,14 +423,16 @@ def test_the_message_is_plain_data(project):
     def plain(value: Any) -> bool:
         if isinstance(value, dict):
             return all(isinstance(k, str) and plain(v) for k, v in value.items())
-        if isinstance(value, list):
+        if isinstance(value, tuple):
             return all(plain(v) for v in value)
         return value is None or isinstance(value, str | int | float)
 
     assert plain(message)
-    assert json.loads(json.dumps(message)) == message
+    # As it travels in a Dask event: packed with msgpack, and back as tuples.
+    unpacked = msgpack.unpackb(msgpack.packb(message), use_list=False)
+    assert NodeMessage._make(unpacked) == message
     assert pickle.loads(pickle.dumps(message)) == message
-    record = NodeRun.from_dict(message)
+    record = NodeRun.from_message(NodeMessage._make(unpacked))
     assert record.worker == WORKERS[0]
     assert record.status == "success"
     assert 0 < record.run_time <= record.duration
@@ -459,7 +467,7 @@ def test_datasets_known_to_have_no_file_are_not_looked_up(project, monkeypatch):
         ).execute()
 
     assert looked_up == ["raw"]
-    sizes = {d["dataset"]: d["size"] for d in measure.message()["datasets"]}
+    sizes = {name: size for name, _, size in measure.message().datasets}
     assert sizes == {
         "raw": (project / "data" / "raw.csv").stat().st_size,
         "params:factor": 0,
@@ -479,7 +487,7 @@ def test_nodes_measured_at_once_in_threads_keep_their_own_events(project):
     ).execute()
     barrier = threading.Barrier(2)
 
-    def run(each: Any) -> dict[str, Any]:
+    def run(each: Any) -> NodeMessage:
         with meter.measure(each.name, catalog) as measure:
             barrier.wait(timeout=10)
             Task(
@@ -490,7 +498,7 @@ def test_nodes_measured_at_once_in_threads_keep_their_own_events(project):
     with ThreadPoolExecutor(2) as pool:
         messages = list(pool.map(run, pipeline.nodes[1:3]))
     for message, each in zip(messages, pipeline.nodes[1:3], strict=True):
-        names = {d["dataset"] for d in message["datasets"]}
+        names = {name for name, _, _ in message.datasets}
         assert names == set(each.inputs) | set(each.outputs), each.name
 
 
@@ -514,7 +522,7 @@ def test_a_failure_while_saving_names_the_dataset(project):
             hook_manager=manager,
             is_async=False,
         ).execute()
-    record = NodeRun.from_dict(measure.message())
+    record = NodeRun.from_message(measure.message())
     assert record.failed
     assert record.run_time is not None
     assert (record.failed_dataset, record.failed_operation) == ("summary", "saving")
@@ -523,22 +531,25 @@ def test_a_failure_while_saving_names_the_dataset(project):
     assert events[-1]["dataset"] == "summary"
 
 
+def _message(node: str, worker: str, start: float, status: str = "success"):
+    return NodeMessage(node, worker, start, start + 1, 0.5, status, "", "", "", "", ())
+
+
 def test_retried_nodes_keep_their_last_run_and_retries():
+    """A node run more than once sent a message a run: the last counts, the ones
+    before are its retries."""
     messages = [
-        {
-            "node": "a",
-            "worker": WORKERS[0],
-            "start": 1.0,
-            "end": 2.0,
-            "status": "failed",
-        },
-        {"node": "b", "worker": WORKERS[1], "start": 0.5, "end": 1.5},
-        {"node": "a", "worker": WORKERS[1], "start": 3.0, "end": 4.0},
+        _message("a", WORKERS[0], 1.0, status="failed"),
+        _message("b", WORKERS[1], 0.5),
+        _message("c", WORKERS[0], 0.7, status="failed"),
+        _message("a", WORKERS[0], 2.0, status="failed"),
+        _message("a", WORKERS[1], 3.0),
     ]
-    records = run_record.node_runs(messages, retries={"a": 1})
+    records = run_record.node_runs(messages)
     assert [(r.node, r.worker, r.retries, r.status) for r in records] == [
         ("b", WORKERS[1], 0, "success"),
-        ("a", WORKERS[1], 1, "success"),
+        ("c", WORKERS[0], 0, "failed"),
+        ("a", WORKERS[1], 2, "success"),
     ]
 
 

@@ -38,6 +38,9 @@ from kedro.utils import find_kedro_project
 from .compat import start_on_workers
 from .node_logs import drain, drained_by, messages_of, send
 from .run_record import (
+    NodeMeasure,
+    NodeMessage,
+    NodeRun,
     RunMeter,
     moved_input_bytes,
     node_runs,
@@ -67,7 +70,7 @@ def measured(
     node_name: str,
     catalog: Any,
     files: Collection[str] | None = None,
-) -> Iterator[dict[str, Any]]:
+) -> Iterator[NodeMeasure | None]:
     """On a worker: measure a node run and send the measurement on ``topic``,
     also when the node fails; nothing when the run records nothing.
 
@@ -75,26 +78,25 @@ def measured(
     node's persisted datasets; ``None``: any).
 
     Yields:
-        A dict whose items join the measurement (``output_nbytes``: the size of
-        each in-memory output, for the bytes moved between workers).
+        The node's measure, to which the caller may add ``output_nbytes``; ``None``
+        when nothing is measured.
     """
-    extra: dict[str, Any] = {}
     if meter is None or topic is None:
-        yield extra
+        yield None
         return
     from distributed import get_worker
 
     try:
         worker = get_worker()
     except ValueError:  # not on a worker (a unit test): nothing to send it to
-        yield extra
+        yield None
         return
     with meter.measure(node_name, catalog, worker.address, files) as measure:
         try:
-            yield extra
+            yield measure
         finally:
             measure.end = time.time()
-            send(worker, topic, {**measure.message(), **extra}, later=True)
+            send(worker, topic, measure.message(), later=True)
 
 
 @contextmanager
@@ -282,19 +284,23 @@ class RunRecorder:
                 "; ".join(f"{address} ({why})" for address, why in missed.items()),
             )
 
-    def _records(self) -> list[Any]:
+    def _records(self) -> list[NodeRun]:
         while True:
             try:
                 self._received.append(self._arrived.get_nowait())
             except queue.Empty:
                 break
-        messages = [m for event in self._received for m in messages_of(event)]
+        messages = [
+            NodeMessage._make(message)
+            for event in self._received
+            for message in messages_of(event)
+        ]
         if not self._record_path:  # only the run record counts moved bytes
             return node_runs(messages)
         nbytes: dict[str, int] = {}
         for message in messages:
-            nbytes.update(message.get("output_nbytes") or {})
+            nbytes.update(message.output_nbytes or {})
         # A node run more than once (retries): its last run counts, as in node_runs.
-        worker_of = {message["node"]: message["worker"] for message in messages}
+        worker_of = {message.node: message.worker for message in messages}
         moved = moved_input_bytes(worker_of, self._pipeline, nbytes)
         return node_runs(messages, moved_bytes=moved)

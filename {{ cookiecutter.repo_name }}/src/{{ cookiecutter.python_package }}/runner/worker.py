@@ -393,7 +393,7 @@ class NodeTask:
                 collect(context.logs, name),
                 measured(
                     context.meter, context.record_topic, name, catalog, self.datasets
-                ) as extra,
+                ) as measure,
             ):
                 Task(
                     node=self.node,
@@ -403,8 +403,8 @@ class NodeTask:
                     run_id=context.run_id,
                 ).execute()
                 outputs = {n: taken(catalog[n]) for n in self.memory_outputs}
-                if context.meter is not None and context.record_bytes:
-                    extra["output_nbytes"] = {n: sizeof(v) for n, v in outputs.items()}
+                if measure is not None and context.record_bytes:
+                    measure.output_nbytes = {n: sizeof(v) for n, v in outputs.items()}
         except Exception as exc:
             NodeFailure.note(exc, name)
             raise

@@ -531,8 +531,20 @@ def test_a_failure_while_saving_names_the_dataset(project):
     assert events[-1]["dataset"] == "summary"
 
 
-def _message(node: str, worker: str, start: float, status: str = "success"):
-    return NodeMessage(node, worker, start, start + 1, 0.5, status, "", "", "", "", ())
+def _message(
+    node: str,
+    worker: str,
+    start: float = 1.0,
+    status: str = "success",
+    datasets: tuple[tuple[str, str, int | None], ...] = (),
+    output_nbytes: dict[str, int] | None = None,
+) -> NodeMessage:
+    """A worker's measurement of a node run of one second, without an error."""
+    return NodeMessage(
+        *(node, worker, start, start + 1, 0.5, status, "", "", "", ""),
+        datasets=datasets,
+        output_nbytes=output_nbytes,
+    )
 
 
 def test_retried_nodes_keep_their_last_run_and_retries():
@@ -554,13 +566,23 @@ def test_retried_nodes_keep_their_last_run_and_retries():
 
 
 def test_moved_bytes_count_inputs_from_other_workers():
-    pipeline = example_pipeline()
+    """An input counts when another worker made it in memory: ``summary`` is a
+    file (no ``output_nbytes``), ``scaled@pandas`` and ``rows`` are in memory."""
     where = {"scale": WORKERS[0], "sum": WORKERS[0], "count": WORKERS[1]}
-    moved = run_record.moved_input_bytes(
-        {**where, "report": WORKERS[0]},
-        pipeline,
-        {"scaled@pandas": 1000, "rows": 8, "summary": 50},
-    )
+    in_memory = {"scaled@pandas": 1000, "rows": 8}
+    messages = [
+        _message(
+            each.name,
+            {**where, "report": WORKERS[0]}[each.name],
+            datasets=tuple(
+                [(name, "loaded", 0) for name in each.inputs]
+                + [(name, "saved", 0) for name in each.outputs]
+            ),
+            output_nbytes={n: in_memory[n] for n in each.outputs if n in in_memory},
+        )
+        for each in example_pipeline().nodes
+    ]
+    moved = run_record.moved_input_bytes(messages)
     assert moved == {"scale": 0, "sum": 0, "count": 1000, "report": 8}
 
 

@@ -297,10 +297,4 @@ class RunRecorder:
         ]
         if not self._record_path:  # only the run record counts moved bytes
             return node_runs(messages)
-        nbytes: dict[str, int] = {}
-        for message in messages:
-            nbytes.update(message.output_nbytes or {})
-        # A node run more than once (retries): its last run counts, as in node_runs.
-        worker_of = {message.node: message.worker for message in messages}
-        moved = moved_input_bytes(worker_of, self._pipeline, nbytes)
-        return node_runs(messages, moved_bytes=moved)
+        return node_runs(messages, moved_bytes=moved_input_bytes(messages))

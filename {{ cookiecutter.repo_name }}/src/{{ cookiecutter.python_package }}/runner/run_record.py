@@ -481,30 +481,25 @@ def node_runs(
     return sorted(records, key=lambda record: record.start)
 
 
-def moved_input_bytes(
-    worker_of: Mapping[str, str], pipeline: Any, nbytes: Mapping[str, int]
-) -> dict[str, int]:
+def moved_input_bytes(messages: Iterable[NodeMessage]) -> dict[str, int]:
     """Bytes of in-memory inputs each node received from another worker.
 
-    Args:
-        worker_of: The worker each node ran on, by node name.
-        pipeline: The Kedro pipeline that ran.
-        nbytes: Size of each in-memory dataset passed between nodes (e.g. Dask's
-            ``nbytes`` of the task that produced it); others are not counted.
+    An input counts when it is another node's in-memory output (its message's
+    ``output_nbytes``, the size of what it returned) made on another worker. For
+    a node run more than once (retries), its last run counts, as in ``node_runs``.
     """
-    producer = {output: n.name for n in pipeline.nodes for output in n.outputs}
-    moved: dict[str, int] = {}
-    for node in pipeline.nodes:
-        if node.name not in worker_of:
-            continue
-        moved[node.name] = sum(
-            nbytes[name]
-            for name in node.inputs
-            if name in nbytes
-            and name in producer
-            and worker_of.get(producer[name], worker_of[node.name])
-            != worker_of[node.name]
-        )
+    last = {message.node: message for message in messages}
+    made = {
+        name: (message.worker, size)
+        for message in last.values()
+        for name, size in (message.output_nbytes or {}).items()
+    }
+    moved = dict.fromkeys(last, 0)
+    for message in last.values():
+        for name, operation, _ in message.datasets:
+            worker, size = made.get(name, (message.worker, 0))
+            if operation == LOADED and worker != message.worker:
+                moved[message.node] += size
     return moved
 
 

@@ -161,7 +161,7 @@ def run_as_dask_workers(
     for index, each in enumerate(pipeline.nodes):
         worker = WORKERS[index % 2]
         try:
-            with meter.measure(each.name, catalog, worker=worker) as measure:
+            with meter.measure(each, catalog, worker=worker) as measure:
                 Task(
                     node=each, catalog=catalog, hook_manager=manager, is_async=False
                 ).execute()
@@ -414,7 +414,7 @@ def test_the_message_is_plain_data(project):
     manager.register(meter)
     catalog = example_catalog(project)
     first = example_pipeline().nodes[0]
-    with meter.measure(first.name, catalog, worker=WORKERS[0]) as measure:
+    with meter.measure(first, catalog, worker=WORKERS[0]) as measure:
         Task(
             node=first, catalog=catalog, hook_manager=manager, is_async=False
         ).execute()
@@ -461,7 +461,7 @@ def test_datasets_known_to_have_no_file_are_not_looked_up(project, monkeypatch):
         return real(catalog, name)
 
     monkeypatch.setattr(run_record, "dataset_size", spy)
-    with meter.measure(first.name, catalog, WORKERS[0], files={"raw"}) as measure:
+    with meter.measure(first, catalog, WORKERS[0], files={"raw"}) as measure:
         Task(
             node=first, catalog=catalog, hook_manager=manager, is_async=False
         ).execute()
@@ -488,7 +488,7 @@ def test_nodes_measured_at_once_in_threads_keep_their_own_events(project):
     barrier = threading.Barrier(2)
 
     def run(each: Any) -> NodeMessage:
-        with meter.measure(each.name, catalog) as measure:
+        with meter.measure(each, catalog) as measure:
             barrier.wait(timeout=10)
             Task(
                 node=each, catalog=catalog, hook_manager=manager, is_async=False
@@ -514,7 +514,7 @@ def test_a_failure_while_saving_names_the_dataset(project):
     Task(nodes["scale"], catalog, hook_manager=manager, is_async=False).execute()
     with (
         pytest.raises(DatasetError, match="summary|a_directory"),
-        meter.measure("sum", catalog) as measure,
+        meter.measure(nodes["sum"], catalog) as measure,
     ):
         Task(
             node=nodes["sum"],

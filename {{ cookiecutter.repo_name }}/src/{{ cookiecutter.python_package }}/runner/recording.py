@@ -29,7 +29,7 @@ import queue
 import threading
 import time
 from collections.abc import Collection, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -55,7 +55,7 @@ from .run_record import (
 
 if TYPE_CHECKING:
     from distributed import Client
-    from kedro.pipeline import Pipeline
+    from kedro.pipeline import Node, Pipeline
 
 logger = logging.getLogger(__name__)
 
@@ -63,40 +63,36 @@ logger = logging.getLogger(__name__)
 _DRAIN_TIMEOUT = 10.0
 
 
-@contextmanager
 def measured(
     meter: RunMeter | None,
     topic: str | None,
-    node_name: str,
+    node: Node,
     catalog: Any,
     files: Collection[str] | None = None,
-) -> Iterator[NodeMeasure | None]:
+) -> AbstractContextManager[NodeMeasure | None]:
     """On a worker: measure a node run and send the measurement on ``topic``,
     also when the node fails; nothing when the run records nothing.
 
     ``files``: the datasets of ``catalog`` that may have a file to measure (the
     node's persisted datasets; ``None``: any).
 
-    Yields:
-        The node's measure, to which the caller may add ``output_nbytes``; ``None``
-        when nothing is measured.
+    Returns:
+        A context manager giving the node's measure, to which the caller may add
+        ``output_nbytes``; or ``None`` when nothing is measured.
     """
     if meter is None or topic is None:
-        yield None
-        return
+        return contextlib.nullcontext()
     from distributed import get_worker
 
     try:
         worker = get_worker()
     except ValueError:  # not on a worker (a unit test): nothing to send it to
-        yield None
-        return
-    with meter.measure(node_name, catalog, worker.address, files) as measure:
-        try:
-            yield measure
-        finally:
-            measure.end = time.time()
-            send(worker, topic, measure.message(), later=True)
+        return contextlib.nullcontext()
+
+    def sent(measure: NodeMeasure) -> None:
+        send(worker, topic, measure.message(), later=True)
+
+    return meter.measure(node, catalog, worker.address, files, then=sent)
 
 
 @contextmanager

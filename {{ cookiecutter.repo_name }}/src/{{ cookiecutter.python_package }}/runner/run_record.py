@@ -82,7 +82,7 @@ import os
 import threading
 import time
 import traceback
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -216,7 +216,7 @@ class NodeRun:
         )
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], **changes: Any) -> NodeRun:
+    def from_dict(cls, data: Mapping[str, Any]) -> NodeRun:
         """A record from a run record's node (``read_run_record``).
 
         Keys it does not know, and ``duration`` (worked out), are ignored.
@@ -227,7 +227,6 @@ class NodeRun:
             DatasetEvent(d["dataset"], d["operation"], d.get("size"))
             for d in values.get("datasets", ())
         )
-        values.update(changes)
         return cls(**values)
 
 
@@ -294,21 +293,29 @@ class NodeMessage(NamedTuple):
 
 
 class NodeMeasure:
-    """What ``RunMeter`` measures of one node; ``message()`` gives it as plain data.
+    """What ``RunMeter`` measures of one node run, inside a ``with`` block
+    (``RunMeter.measure``); ``message()`` gives it as plain data.
+
+    A class rather than a generator-based context manager: workers make one for
+    every node they run.
 
     ``output_nbytes``: the worker's count of bytes of each in-memory output, for
     a run record's moved bytes; ``None`` when not counted.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913
         self,
-        node: str,
+        node: Any,
         worker: str,
         catalog: Any,
         sizes: bool,
         files: Collection[str] | None = None,
+        *,
+        running: dict[int, NodeMeasure] | None = None,
+        then: Callable[[NodeMeasure], None] | None = None,
     ):
-        self.node = node
+        self._node = node
+        self.node: str = getattr(node, "name", node)
         self.worker = worker
         self.catalog = catalog
         self.sizes = sizes and catalog is not None
@@ -324,6 +331,20 @@ class NodeMeasure:
         self._run_started: float | None = None
         self._io: tuple[str, str] | None = None  # (dataset, "loading"/"saving")
         self._io_failed: tuple[str, str] | None = None
+        self._running = running if running is not None else {}
+        self._then = then
+
+    def __enter__(self) -> NodeMeasure:
+        self._running[id(self._node)] = self
+        return self
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        self._running.pop(id(self._node), None)
+        if exc is not None:
+            self._failed(exc)
+        self.end = time.time()
+        if self._then is not None:
+            self._then(self)
 
     def _dataset(self, name: str, operation: str, data: Any) -> None:
         size = None
@@ -368,12 +389,13 @@ class RunMeter:
 
     Usage on the worker, around Kedro's ``Task``::
 
-        with meter.measure(node.name, catalog, worker=address) as measure:
+        with meter.measure(node, catalog, worker=address) as measure:
             Task(node=node, catalog=catalog, hook_manager=manager, ...).execute()
         message = measure.message()  # also after a failure: use try/finally
 
-    The node and dataset hooks find the measure by node name, so several nodes may
-    run at once in threads. ``measure`` records an exception and lets it go on.
+    The node and dataset hooks find the measure by the node they are given, the
+    very object ``Task`` was given, so several nodes may run at once in threads.
+    ``measure`` records an exception and lets it go on.
 
     Args:
         sizes: Measure the file size of each dataset loaded and saved, as Kedro-Viz
@@ -382,37 +404,30 @@ class RunMeter:
 
     def __init__(self, sizes: bool = True):
         self.sizes = sizes
-        self._running: dict[str, NodeMeasure] = {}
-        self._lock = threading.Lock()
+        # The measures of the nodes running, by ``id`` of the node: a node's
+        # ``name`` is a property Kedro works out at each call.
+        self._running: dict[int, NodeMeasure] = {}
 
-    @contextlib.contextmanager
     def measure(
         self,
-        node: str,
+        node: Any,
         catalog: Any = None,
         worker: str = "",
         files: Collection[str] | None = None,
-    ) -> Iterator[NodeMeasure]:
-        """Measure the node run inside the ``with`` block.
+        then: Callable[[NodeMeasure], None] | None = None,
+    ) -> NodeMeasure:
+        """Measure the run of ``node`` (a Kedro node) inside a ``with`` block.
 
         ``files``: the only datasets of ``catalog`` that may have a file to
-        measure (``None``: any).
+        measure (``None``: any). ``then``: called with the measure once the block
+        has ended, also when it raised.
         """
-        measure = NodeMeasure(node, worker, catalog, self.sizes, files)
-        with self._lock:
-            self._running[node] = measure
-        try:
-            yield measure
-        except BaseException as exc:
-            measure._failed(exc)
-            raise
-        finally:
-            measure.end = time.time()
-            with self._lock:
-                self._running.pop(node, None)
+        return NodeMeasure(
+            node, worker, catalog, self.sizes, files, running=self._running, then=then
+        )
 
     def _of(self, node: Any) -> NodeMeasure | None:
-        return self._running.get(getattr(node, "name", node))
+        return self._running.get(id(node))
 
     @hook_impl
     def before_dataset_loaded(self, dataset_name: str, node: Any) -> None:

@@ -392,7 +392,11 @@ class NodeTask:
             with (
                 collect(context.logs, name),
                 measured(
-                    context.meter, context.record_topic, name, catalog, self.datasets
+                    context.meter,
+                    context.record_topic,
+                    self.node,
+                    catalog,
+                    self.datasets,
                 ) as measure,
             ):
                 Task(

@@ -5,11 +5,13 @@ Dask: when an upgrade changes it, the failing test names the function."""
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import numpy as np
 import pandas as pd
 import pytest
 from kedro.framework.hooks import hook_impl
+from kedro.framework.hooks.manager import _create_hook_manager
 from kedro.io import DataCatalog, DatasetError, MemoryDataset
 from kedro.io.memory_dataset import _infer_copy_mode
 from kedro_datasets.pandas import CSVDataset
@@ -98,7 +100,8 @@ def test_validator_specs_added_to_a_catalog_are_its_specs():
     assert catalog.validator_specs == {**specs, "x": "a spec"}
 
 
-def test_the_hook_manager_knows_kedro_s_node_hooks():
+@pytest.mark.parametrize("traced", [True, False])
+def test_the_hook_manager_knows_kedro_s_node_hooks(traced):
     class Recorder:
         calls: list[str] = []
 
@@ -106,13 +109,39 @@ def test_the_hook_manager_knows_kedro_s_node_hooks():
         def before_node_run(self, node) -> None:
             self.calls.append(node)
 
-    manager = create_hook_manager()
+    manager = create_hook_manager(traced=traced)
     manager.register(Recorder())
 
     manager.hook.before_node_run(
         node="n", catalog=None, inputs={}, is_async=False, run_id=None
     )
     assert Recorder.calls == ["n"]
+    # The same hook specifications as the manager of a Kedro session.
+    assert vars(manager.hook).keys() == vars(_create_hook_manager().hook).keys()
+
+
+_HOOKS = "kedro.framework.hooks.manager"
+
+
+def _hook_traces(manager, caplog) -> list[str]:
+    """The trace records a hook call on ``manager`` leaves at DEBUG."""
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG, logger=_HOOKS):
+        manager.hook.before_node_run(
+            node="n", catalog=None, inputs={}, is_async=False, run_id=None
+        )
+    return [r.getMessage() for r in caplog.records if r.name == _HOOKS]
+
+
+def test_a_worker_s_hook_manager_writes_the_traces_kedro_s_writes(caplog):
+    """Kedro writes its traces of hook calls only when its hook manager logs at
+    DEBUG: a worker's manager (``traced=False``) skips pluggy's tracing below
+    DEBUG, and writes the same traces as Kedro's at DEBUG."""
+    assert _hook_traces(create_hook_manager(traced=False), caplog) == []
+    with caplog.at_level(logging.DEBUG, logger=_HOOKS):
+        traced, kedros = create_hook_manager(traced=False), _create_hook_manager()
+    assert any("before_node_run" in t for t in _hook_traces(kedros, caplog))
+    assert _hook_traces(traced, caplog) == _hook_traces(kedros, caplog)
 
 
 def test_the_graph_is_named_by_the_run_token_not_tokenized():

@@ -185,7 +185,7 @@ def _run_hooks(
     """Every task of a run carries the run's context; its hooks are loaded once."""
     if package_name:
         _configure_project(package_name)
-    manager = create_hook_manager()
+    manager = create_hook_manager(traced=False)
     for plugin in pickle.loads(hook_plugins):
         manager.register(plugin)
     meter = RunMeter() if measure else None

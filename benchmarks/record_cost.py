@@ -163,13 +163,20 @@ def hook_manager(full_run: bool) -> Any:
     return manager
 
 
-def cpu_seconds(client: Any) -> float:
+CPU_PARTS = ("driver", "scheduler", "workers")
+
+
+def cpu_seconds(client: Any) -> dict[str, float]:
     """CPU time so far of this process (the driver, every thread), the scheduler
-    and the workers, each read in its own process (``time.process_time``, to the
-    nanosecond; psutil reads other processes in 10 ms ticks)."""
+    and the workers (summed), each read in its own process (``time.process_time``,
+    to the nanosecond; psutil reads other processes in 10 ms ticks)."""
     scheduler = client.run_on_scheduler(time.process_time)
     workers = client.run(time.process_time)
-    return time.process_time() + scheduler + sum(workers.values())
+    return {
+        "driver": time.process_time(),
+        "scheduler": scheduler,
+        "workers": sum(workers.values()),
+    }
 
 
 def run_once(
@@ -201,19 +208,21 @@ def run_once(
             runner = DaskRunner(client_args={"address": warm.address}, **options)
             runner.run(pipeline, catalog, hook_manager=manager)
             wall = time.perf_counter() - start
-            cpu = cpu_seconds(client) - cpu
+            cpu_end = cpu_seconds(client)
     compute = sum(
         part["stop"] - part["start"]
         for task in stream.data
         for part in task.get("startstops", ())
         if part.get("action") == "compute"
     )
+    used = {f"cpu_{part}": cpu_end[part] - cpu[part] for part in CPU_PARTS}
     return {
         "wall": wall,
         "write": timer.seconds,
         "write_cpu": timer.cpu_seconds,
         "compute": compute,
-        "cpu": cpu,
+        "cpu": sum(used.values()),
+        **used,
     }
 
 
@@ -346,6 +355,13 @@ def summarise(runs: dict[str, list[dict[str, float]]], nodes: int) -> dict[str, 
             "compute_diffs": cdiffs,
             "cpu": [m["cpu"] for m in mine],
             "cpu_diffs": cpu_diffs,
+            **{
+                f"cpu_{part}_diffs": [
+                    m[f"cpu_{part}"] - b[f"cpu_{part}"]
+                    for m, b in zip(mine, base, strict=True)
+                ]
+                for part in CPU_PARTS
+            },
             "nodes": nodes,
         }
     return out
@@ -393,7 +409,8 @@ def report(
         " compute time from Dask's task stream, summed over workers. CPU: the"
         " CPU time the run took in the driver (every thread), the scheduler and"
         " the workers (`time.process_time` read in each process before and"
-        " after the run), paired with the baseline like the wall time.",
+        " after the run), paired with the baseline like the wall time; the same"
+        " split by process: driver / scheduler / workers.",
         "",
     ]
     verdicts = []
@@ -405,8 +422,9 @@ def report(
             "| set-up | wall median (min–max) ms | cost ms/node vs baseline "
             "| IQR of paired diffs ms/node | driver write ms, wall / CPU (ms/node) "
             "| worker compute ms/node (vs baseline) "
-            "| CPU ms/node vs baseline (IQR) |",
-            "|---|---:|---:|---:|---:|---:|---:|",
+            "| CPU ms/node vs baseline (IQR) "
+            "| CPU ms/node vs baseline: driver / scheduler / workers |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for setup in SETUPS:
             r = per_setup[setup]
@@ -426,12 +444,19 @@ def report(
                 else f"{_per_node(r['cpu_diffs'], nodes)} "
                 f"({_spread(r['cpu_diffs'], nodes)})"
             )
+            split = (
+                "—"
+                if setup == "baseline"
+                else " / ".join(
+                    _per_node(r[f"cpu_{part}_diffs"], nodes) for part in CPU_PARTS
+                )
+            )
             lines.append(
                 f"| {setup} | {_ms(statistics.median(r['wall']))} "
                 f"({_ms(min(r['wall']))}–{_ms(max(r['wall']))}) | {cost} | {spread} "
                 f"| {_ms(write)} / {_ms(write_cpu)} ({write * 1000 / nodes:.3f}"
                 f" / {write_cpu * 1000 / nodes:.3f}) "
-                f"| {compute * 1000 / nodes:.3f}{cdiff} | {cpu} |"
+                f"| {compute * 1000 / nodes:.3f}{cdiff} | {cpu} | {split} |"
             )
             if setup != "baseline":
                 for measure, key in (("wall", "diffs"), ("CPU", "cpu_diffs")):

@@ -343,25 +343,21 @@ def summarise(runs: dict[str, list[dict[str, float]]], nodes: int) -> dict[str, 
     base = runs["baseline"]
     for setup in SETUPS:
         mine = runs[setup]
-        diffs = [m["wall"] - b["wall"] for m, b in zip(mine, base, strict=True)]
-        cdiffs = [m["compute"] - b["compute"] for m, b in zip(mine, base, strict=True)]
-        cpu_diffs = [m["cpu"] - b["cpu"] for m, b in zip(mine, base, strict=True)]
+
+        def paired(key: str, mine: list[dict[str, float]] = mine) -> list[float]:
+            """This set-up's ``key`` less the baseline's, round by round."""
+            return [m[key] - b[key] for m, b in zip(mine, base, strict=True)]
+
         out[setup] = {
             "wall": [m["wall"] for m in mine],
             "write": [m["write"] for m in mine],
             "write_cpu": [m["write_cpu"] for m in mine],
             "compute": [m["compute"] for m in mine],
-            "diffs": diffs,
-            "compute_diffs": cdiffs,
+            "diffs": paired("wall"),
+            "compute_diffs": paired("compute"),
             "cpu": [m["cpu"] for m in mine],
-            "cpu_diffs": cpu_diffs,
-            **{
-                f"cpu_{part}_diffs": [
-                    m[f"cpu_{part}"] - b[f"cpu_{part}"]
-                    for m, b in zip(mine, base, strict=True)
-                ]
-                for part in CPU_PARTS
-            },
+            "cpu_diffs": paired("cpu"),
+            **{f"cpu_{part}_diffs": paired(f"cpu_{part}") for part in CPU_PARTS},
             "nodes": nodes,
         }
     return out
